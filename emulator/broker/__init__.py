@@ -1,0 +1,1 @@
+"""The MQTT broker: amqtt with AWS IoT's semantics (topics, limits, sessions, lifecycle events)."""

@@ -1,0 +1,30 @@
+"""The message that crosses from the broker into the rules engine and back.
+
+Pure data: the broker creates one per accepted PUBLISH (and per lifecycle event, will
+message, data-plane publish and republish); the rules engine reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message accepted by the broker.
+
+    ``client_id`` is ``None`` when the emulator itself published it (republish action,
+    data-plane ``Publish``, lifecycle event); AWS IoT's ``clientid()`` then yields
+    ``Undefined`` for rule actions and ``""`` is never invented.
+    ``hops`` counts how many republish actions led to this message, so rule loops stop.
+    """
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    client_id: str | None = None
+    principal: str | None = None
+    timestamp_ms: int = 0
+    hops: int = 0
+    trace_id: str | None = None

@@ -1,0 +1,135 @@
+"""Configuration: command-line flags, ``EMULATOR_*`` environment variables and a YAML file.
+
+Precedence, highest first: flag, environment variable, config file key, default.
+Every setting has the same name in all three places: ``--mqtt-port``,
+``EMULATOR_MQTT_PORT``, ``mqtt_port:`` (``mqtt-port:`` is accepted too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout the emulator runs from; ``up`` with no arguments serves the chat found here."""
+
+ENV_PREFIX = "EMULATOR_"
+
+
+class ConfigError(Exception):
+    """A setting has a value we cannot use; the message names the setting and its source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``up`` needs. Paths are absolute once loaded."""
+
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    http_port: int = 8080
+    rules: tuple[Path, ...] = (REPO_ROOT / "rules",)
+    static_dir: Path = REPO_ROOT / "static"
+    node_modules: Path = REPO_ROOT / "node_modules"
+    backend: str = "auto"  # auto | moto | local | external
+    dynamodb_endpoint: str | None = None  # for backend=external
+    kinesis_endpoint: str | None = None  # for backend=external
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    session_expiry: float = 3600.0  # seconds; AWS IoT default persistent-session expiry is 1 h
+    keepalive_factor: float = 1.5  # AWS IoT disconnects after 1.5 x keep-alive without traffic
+    max_hops: int = 8  # republish depth after which a rule loop is cut
+    policies: tuple[Path, ...] = ()
+    no_auth: bool = False
+    credentials: tuple[tuple[str, str], ...] = ()  # (access key, secret) pairs for SigV4 on /mqtt
+    hot_reload: bool = True
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for components
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+_PATH_TUPLES = {"rules", "policies"}
+_PATHS = {"static_dir", "node_modules"}
+_BOOLS = {"no_auth", "hot_reload"}
+_INTS = {"mqtt_port", "http_port", "max_hops"}
+_FLOATS = {"session_expiry", "keepalive_factor"}
+
+
+def _coerce(name: str, value: Any, source: str, base: Path) -> Any:
+    try:
+        if name in _PATH_TUPLES:
+            items = value if isinstance(value, list | tuple) else str(value).split(os.pathsep)
+            return tuple((base / str(v)).resolve() for v in items if str(v))
+        if name in _PATHS:
+            return (base / str(value)).resolve()
+        if name in _BOOLS:
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        if name in _INTS:
+            port = int(value)
+            if name.endswith("_port") and not 0 <= port <= 65535:
+                raise ValueError("not a port number")
+            return port
+        if name in _FLOATS:
+            return float(value)
+        if name == "credentials":
+            return tuple((str(k), str(s)) for k, s in (dict(value).items()))
+        return value if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: invalid value {value!r} for {name}: {exc}") from exc
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Merge defaults, the config file (``--config`` / ``EMULATOR_CONFIG``), env and flags."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    names = {f.name for f in fields(Config)} - {"extra"}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+
+    config_file = flags.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        path = (cwd / str(config_file)).resolve()
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name in names:
+                values[name] = _coerce(name, value, str(path), path.parent)
+            else:
+                extra[name] = value
+
+    for name in names:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None and env_value != "":
+            values[name] = _coerce(name, env_value, ENV_PREFIX + name.upper(), cwd)
+    # Standard AWS variables for --backend external (what docker compose sets).
+    for name, var in (
+        ("dynamodb_endpoint", "AWS_ENDPOINT_URL_DYNAMODB"),
+        ("kinesis_endpoint", "AWS_ENDPOINT_URL_KINESIS"),
+    ):
+        if name not in values and environ.get(var):
+            values[name] = environ[var]
+
+    for name, value in flags.items():
+        if name in names:
+            values[name] = _coerce(name, value, "--" + name.replace("_", "-"), cwd)
+    return Config(**values, extra=extra)
