@@ -14,7 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator.broker.broker import IoTBroker
 from emulator.config import Config
+from emulator.transport.websocket import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ class Emulator:
         self.started_at = time.monotonic()
         self.http_app = web.Application(client_max_size=256 * 1024)
         self.http_app.router.add_get("/health", self._health)
+        self.broker = IoTBroker(config)
+        self.websocket = WebSocketEndpoint(self.broker)
+        self.http_app.router.add_get("/mqtt", self.websocket.handle)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.http_port: int | None = None
@@ -44,6 +49,12 @@ class Emulator:
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self.broker.start()
+        except Exception as exc:
+            raise StartupError(f"MQTT port {self.config.mqtt_port}: {exc}") from exc
+        self.mqtt_port = self.broker.tcp_port
+        self._stoppers.append(("broker", self.broker.stop))
         try:
             await self._start_http()
         except OSError as exc:
