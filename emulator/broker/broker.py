@@ -91,6 +91,8 @@ class IoTBroker(Broker):
         self._connections: set[asyncio.Task[Any]] = set()
         self.published = 0
         self.delivered = 0
+        # Called with the client ID when a persistent session expires (tests, /health).
+        self.expiry_listeners: list[Callable[[str], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,6 +202,8 @@ class IoTBroker(Broker):
             )
             session.expiry = None
             self.drop_session(session)
+            for listener in self.expiry_listeners:
+                listener(session.client_id)
 
     # -- delivery ----------------------------------------------------------------------
     def publish(self, message: InboundMessage) -> None:
