@@ -26,16 +26,24 @@ def _add_up(sub: Any) -> None:
     p.add_argument("--config", help="YAML config file (keys: the flag names)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--mqtt-port", type=int, help="MQTT over TCP port (default 1883, 0 = any free)")
-    p.add_argument("--http-port", type=int, help="HTTP port: /mqtt, /health, page, APIs (default 8080)")
+    p.add_argument(
+        "--http-port", type=int, help="HTTP port: /mqtt, /health, page, APIs (default 8080)"
+    )
     p.add_argument(
         "--rules",
         action="append",
         help="rule file, CloudFormation/SAM template or folder (repeatable; default rules/)",
     )
     p.add_argument("--backend", choices=["auto", "moto", "local", "external"])
-    p.add_argument("--policy", dest="policies", action="append", help="IoT policy document (repeatable)")
-    p.add_argument("--no-auth", action="store_true", default=None, help="do not enforce IoT policies")
-    p.add_argument("--session-expiry", type=float, help="persistent session expiry in seconds (3600)")
+    p.add_argument(
+        "--policy", dest="policies", action="append", help="IoT policy document (repeatable)"
+    )
+    p.add_argument(
+        "--no-auth", action="store_true", default=None, help="do not enforce IoT policies"
+    )
+    p.add_argument(
+        "--session-expiry", type=float, help="persistent session expiry in seconds (3600)"
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
     p.set_defaults(handler=_run_up)
 

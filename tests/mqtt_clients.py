@@ -86,7 +86,10 @@ class TestClient:
         self._call(self._settle, self.connack, (-1, False))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        self._call(self.messages.put_nowait, Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
+        self._call(
+            self.messages.put_nowait,
+            Received(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)),
+        )
 
     def _ack(self, mid: int, value: Any) -> None:
         fut = self._acks.setdefault(mid, self.loop.create_future())
@@ -131,12 +134,16 @@ class TestClient:
         async with asyncio.timeout(TIMEOUT):
             await self._future(mid)
 
-    async def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+    async def publish(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+    ) -> None:
         info = self.client.publish(topic, payload, qos, retain)
         async with asyncio.timeout(TIMEOUT):
             await self._future(info.mid)
 
-    def publish_nowait(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+    def publish_nowait(
+        self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False
+    ) -> None:
         self.client.publish(topic, payload, qos, retain)
 
     async def next_message(self, timeout: float = TIMEOUT) -> Received:

@@ -30,7 +30,6 @@ from typing import Any
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker
 
-from emulator.broker import lifecycle
 from emulator.broker.auth import Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.messages import InboundMessage
@@ -158,7 +157,10 @@ class IoTBroker(Broker):
         if not decision.allowed:
             log.warning(
                 "denied %s on %s for client %s: %s",
-                action, resource, identity.client_id, decision.reason,
+                action,
+                resource,
+                identity.client_id,
+                decision.reason,
             )
         return decision
 
@@ -198,7 +200,8 @@ class IoTBroker(Broker):
         if session.link is None and self.iot_sessions.get(session.client_id) is session:
             log.info(
                 "persistent session of %s expired; %d stored messages discarded",
-                session.client_id, len(session.queued) + len(session.inflight),
+                session.client_id,
+                len(session.queued) + len(session.inflight),
             )
             session.expiry = None
             self.drop_session(session)
@@ -263,7 +266,8 @@ class IoTBroker(Broker):
                     if session.dropped_qos0 in (1, 1000, 100000):
                         log.warning(
                             "client %s is not reading; %d QoS 0 messages dropped",
-                            client_id, session.dropped_qos0,
+                            client_id,
+                            session.dropped_qos0,
                         )
                     continue
                 if qos0_bytes is None:
@@ -282,7 +286,9 @@ class IoTBroker(Broker):
         if link is None:
             return
         for packet_id, out in session.inflight.items():
-            link.write(encode_publish(out.topic.encode(), out.payload, 1, out.retain, packet_id, True))
+            link.write(
+                encode_publish(out.topic.encode(), out.payload, 1, out.retain, packet_id, True)
+            )
         while session.queued:
             out = session.queued.popleft()
             packet_id = session.allocate_packet_id()
@@ -302,7 +308,9 @@ class IoTBroker(Broker):
         if qos:
             packet_id = session.allocate_packet_id()
             session.inflight[packet_id] = Outgoing(retained.topic, retained.payload, True)
-            link.write(encode_publish(retained.topic.encode(), retained.payload, 1, True, packet_id))
+            link.write(
+                encode_publish(retained.topic.encode(), retained.payload, 1, True, packet_id)
+            )
         else:
             link.write(encode_publish(retained.topic.encode(), retained.payload, 0, True))
 

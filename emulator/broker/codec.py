@@ -27,9 +27,20 @@ PINGRESP = 13
 DISCONNECT = 14
 
 PACKET_NAMES = {
-    1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL",
-    7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK",
-    12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT",
+    1: "CONNECT",
+    2: "CONNACK",
+    3: "PUBLISH",
+    4: "PUBACK",
+    5: "PUBREC",
+    6: "PUBREL",
+    7: "PUBCOMP",
+    8: "SUBSCRIBE",
+    9: "SUBACK",
+    10: "UNSUBSCRIBE",
+    11: "UNSUBACK",
+    12: "PINGREQ",
+    13: "PINGRESP",
+    14: "DISCONNECT",
 }
 
 PINGRESP_BYTES = b"\xd0\x00"
@@ -146,16 +157,19 @@ def decode_publish(frame: Frame) -> Publish:
 
 
 def encode_publish(
-    topic_bytes: bytes, payload: bytes, qos: int, retain: bool, packet_id: int = 0, dup: bool = False
+    topic_bytes: bytes,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    packet_id: int = 0,
+    dup: bool = False,
 ) -> bytes:
     flags = (qos << 1) | (1 if retain else 0) | (8 if dup else 0)
     if qos:
         variable = struct.pack("!H", len(topic_bytes)) + topic_bytes + struct.pack("!H", packet_id)
     else:
         variable = struct.pack("!H", len(topic_bytes)) + topic_bytes
-    return (
-        bytes((0x30 | flags,)) + encode_length(len(variable) + len(payload)) + variable + payload
-    )
+    return bytes((0x30 | flags,)) + encode_length(len(variable) + len(payload)) + variable + payload
 
 
 def decode_packet_id(frame: Frame) -> int:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amqtt.adapters import ReaderAdapter
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
@@ -78,7 +78,7 @@ class _BytesReader(ReaderAdapter):
         return None
 
 
-async def _decode_amqtt(frame: Frame, packet_class: type) -> object:
+async def _decode_amqtt(frame: Frame, packet_class: Any) -> object:
     data = codec.with_fixed_header(frame)
     reader = _BytesReader(data)
     header = await MQTTFixedHeader.from_stream(reader)
@@ -106,15 +106,20 @@ class ClientConnection:
     @property
     def name(self) -> str:
         client = self.session.client_id if self.session else "?"
-        return f"client {client!r} ({self.link.transport_name} {self.link.peer_ip}:{self.link.peer_port})"
+        link = self.link
+        return f"client {client!r} ({link.transport_name} {link.peer_ip}:{link.peer_port})"
 
     # -- main loop ---------------------------------------------------------------------
     async def run(self) -> None:
         try:
             pending = await self._handshake()
         except (ProtocolError, Disconnect, TimeoutError, ConnectionError, OSError) as exc:
-            log.warning("refused connection from %s:%s: %s", self.link.peer_ip, self.link.peer_port,
-                        exc or "no CONNECT in time")
+            log.warning(
+                "refused connection from %s:%s: %s",
+                self.link.peer_ip,
+                self.link.peer_port,
+                exc or "no CONNECT in time",
+            )
             self.link.close()
             await self.link.wait_closed()
             return
@@ -177,7 +182,9 @@ class ClientConnection:
                 frames = self.frames.feed(data)
         first, rest = frames[0], frames[1:]
         if first.type != codec.CONNECT:
-            raise ProtocolError(f"first packet is {codec.PACKET_NAMES.get(first.type)}, not CONNECT")
+            raise ProtocolError(
+                f"first packet is {codec.PACKET_NAMES.get(first.type)}, not CONNECT"
+            )
         try:
             packet = await _decode_amqtt(first, ConnectPacket)
         except (AMQTTError, MQTTError, NoDataError, ValueError, UnicodeDecodeError) as exc:
@@ -207,7 +214,9 @@ class ClientConnection:
         decision = self.broker.authorize(self.identity, "iot:Connect", client_id)
         if not decision.allowed:
             self.link.write(codec.encode_connack(False, CONNACK_NOT_AUTHORIZED_AWS))
-            raise Disconnect(DisconnectReason.AUTH_ERROR, f"not authorized to connect as {client_id!r}")
+            raise Disconnect(
+                DisconnectReason.AUTH_ERROR, f"not authorized to connect as {client_id!r}"
+            )
         self.keep_alive = int(packet.keep_alive)
         if packet.will_flag and packet.will_topic:
             self.will = InboundMessage(
@@ -224,9 +233,16 @@ class ClientConnection:
         assert session is not None
         log.info("connected %s clean=%s keepalive=%ss", self.name, clean, self.keep_alive)
         if lifecycle.emits_events(client_id):
-            self.broker.emit_event(*lifecycle.connected_event(
-                client_id, _now(), session.session_id, principal, self.link.peer_ip, session.version,
-            ))
+            self.broker.emit_event(
+                *lifecycle.connected_event(
+                    client_id,
+                    _now(),
+                    session.session_id,
+                    principal,
+                    self.link.peer_ip,
+                    session.version,
+                )
+            )
         self.broker.send_stored(session)
         return rest
 
@@ -293,8 +309,11 @@ class ClientConnection:
         topic = publish.topic
         if publish.qos == 2:
             # AWS: "When QoS level 2 is requested, the message broker doesn't send a PUBACK".
-            log.warning("ignored a QoS 2 PUBLISH on %s from %s: AWS IoT supports QoS 0 and 1",
-                        topic, self.name)
+            log.warning(
+                "ignored a QoS 2 PUBLISH on %s from %s: AWS IoT supports QoS 0 and 1",
+                topic,
+                self.name,
+            )
             return
         if publish.qos == 3:
             raise ProtocolError("PUBLISH with QoS 3")
@@ -316,18 +335,22 @@ class ClientConnection:
         if not broker.authorize(identity, "iot:Publish", topic).allowed or (
             publish.retain and not broker.authorize(identity, "iot:RetainPublish", topic).allowed
         ):
-            raise Disconnect(DisconnectReason.FORBIDDEN_ACCESS, f"not authorized to publish on {topic}")
+            raise Disconnect(
+                DisconnectReason.FORBIDDEN_ACCESS, f"not authorized to publish on {topic}"
+            )
         if publish.qos == 1 and publish.packet_id is not None:
             self.link.write(codec.encode_puback(publish.packet_id))
-        broker.publish(InboundMessage(
-            topic=topic,
-            payload=publish.payload,
-            qos=publish.qos,
-            retain=publish.retain,
-            client_id=session.client_id,
-            principal=identity.principal,
-            timestamp_ms=_now(),
-        ))
+        broker.publish(
+            InboundMessage(
+                topic=topic,
+                payload=publish.payload,
+                qos=publish.qos,
+                retain=publish.retain,
+                client_id=session.client_id,
+                principal=identity.principal,
+                timestamp_ms=_now(),
+            )
+        )
 
     async def _subscribe(self, frame: Frame) -> None:
         session = self.session
@@ -345,8 +368,9 @@ class ClientConnection:
             raise ProtocolError("SUBSCRIBE without topic filters")
         if any(qos >= 2 for _, qos in topics):
             # AWS: "When QoS level 2 is requested, the message broker doesn't send a ... SUBACK".
-            log.warning("ignored a SUBSCRIBE with QoS 2 from %s: AWS IoT supports QoS 0 and 1",
-                        self.name)
+            log.warning(
+                "ignored a SUBSCRIBE with QoS 2 from %s: AWS IoT supports QoS 0 and 1", self.name
+            )
             return
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
@@ -365,10 +389,16 @@ class ClientConnection:
             granted.append((topic_filter, qos))
         self.link.write(codec.encode_suback(packet.variable_header.packet_id, codes))
         if granted and lifecycle.emits_events(session.client_id):
-            self.broker.emit_event(*lifecycle.subscription_event(
-                "subscribed", session.client_id, _now(), session.session_id, identity.principal,
-                [f for f, _ in granted],
-            ))
+            self.broker.emit_event(
+                *lifecycle.subscription_event(
+                    "subscribed",
+                    session.client_id,
+                    _now(),
+                    session.session_id,
+                    identity.principal,
+                    [f for f, _ in granted],
+                )
+            )
         for topic_filter, qos in granted:
             self.broker.send_retained(session, topic_filter, qos)
 
@@ -387,10 +417,16 @@ class ClientConnection:
                 self.broker.topic_subscriptions.remove(topic_filter, session.client_id)
         self.link.write(codec.encode_unsuback(packet.variable_header.packet_id))
         if topics and lifecycle.emits_events(session.client_id):
-            self.broker.emit_event(*lifecycle.subscription_event(
-                "unsubscribed", session.client_id, _now(), session.session_id, identity.principal,
-                topics,
-            ))
+            self.broker.emit_event(
+                *lifecycle.subscription_event(
+                    "unsubscribed",
+                    session.client_id,
+                    _now(),
+                    session.session_id,
+                    identity.principal,
+                    topics,
+                )
+            )
 
     # -- the end -----------------------------------------------------------------------
     def _finish(self, reason: DisconnectReason) -> None:
@@ -402,10 +438,17 @@ class ClientConnection:
             log.info("publishing the Last Will of %s (%s)", self.name, reason.value)
             will = self.will
             self.will = None
-            self.broker.publish(InboundMessage(
-                topic=will.topic, payload=will.payload, qos=will.qos, retain=will.retain,
-                client_id=will.client_id, principal=will.principal, timestamp_ms=_now(),
-            ))
+            self.broker.publish(
+                InboundMessage(
+                    topic=will.topic,
+                    payload=will.payload,
+                    qos=will.qos,
+                    retain=will.retain,
+                    client_id=will.client_id,
+                    principal=will.principal,
+                    timestamp_ms=_now(),
+                )
+            )
         if session.link is not self.link:
             return  # taken over: the new connection already reported our end
         session.link = None
@@ -419,9 +462,16 @@ class ClientConnection:
     def _emit_disconnected(self, session: Session, reason: DisconnectReason) -> None:
         if lifecycle.emits_events(session.client_id):
             principal = session.identity.principal if session.identity else "anonymous"
-            self.broker.emit_event(*lifecycle.disconnected_event(
-                session.client_id, _now(), session.session_id, principal, reason, session.version,
-            ))
+            self.broker.emit_event(
+                *lifecycle.disconnected_event(
+                    session.client_id,
+                    _now(),
+                    session.session_id,
+                    principal,
+                    reason,
+                    session.version,
+                )
+            )
 
 
 class _TakenOver(Exception):

@@ -28,7 +28,7 @@ class DisconnectReason(StrEnum):
 
 
 def emits_events(client_id: str) -> bool:
-    """"Client IDs that contain # or + do not receive lifecycle events"."""
+    """ "Client IDs that contain # or + do not receive lifecycle events"."""
     return "#" not in client_id and "+" not in client_id
 
 

@@ -40,8 +40,18 @@ class Link(Protocol):
 
 
 class TcpLink:
-    __slots__ = ("_reader", "_writer", "_transport", "_pending", "_scheduled", "_loop",
-                 "peer_ip", "peer_port", "transport_name", "_closed")
+    __slots__ = (
+        "_reader",
+        "_writer",
+        "_transport",
+        "_pending",
+        "_scheduled",
+        "_loop",
+        "peer_ip",
+        "peer_port",
+        "transport_name",
+        "_closed",
+    )
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -94,8 +104,19 @@ class TcpLink:
 class WebSocketLink:
     """MQTT over an aiohttp WebSocket: each binary frame carries any slice of the stream."""
 
-    __slots__ = ("_ws", "_pending", "_size", "_wakeup", "_sender", "_closer", "peer_ip",
-                 "peer_port", "transport_name", "_closed", "principal")
+    __slots__ = (
+        "_ws",
+        "_pending",
+        "_size",
+        "_wakeup",
+        "_sender",
+        "_closer",
+        "peer_ip",
+        "peer_port",
+        "transport_name",
+        "_closed",
+        "principal",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, peer_ip: str, peer_port: int) -> None:
         self._ws = ws
@@ -121,7 +142,9 @@ class WebSocketLink:
                 continue
             if msg.type == WSMsgType.TEXT:
                 # MQTT over WebSocket uses binary frames only (MQTT 3.1.1 section 6).
-                log.warning("text WebSocket frame from %s:%s; closing", self.peer_ip, self.peer_port)
+                log.warning(
+                    "text WebSocket frame from %s:%s; closing", self.peer_ip, self.peer_port
+                )
                 return b""
             return b""  # CLOSE, CLOSING, CLOSED, ERROR
 

@@ -32,7 +32,9 @@ class RawConnection:
             )
         else:
             assert emulator.mqtt_port is not None
-            conn._reader, conn._writer = await asyncio.open_connection("127.0.0.1", emulator.mqtt_port)
+            conn._reader, conn._writer = await asyncio.open_connection(
+                "127.0.0.1", emulator.mqtt_port
+            )
         return conn
 
     async def send(self, data: bytes) -> None:

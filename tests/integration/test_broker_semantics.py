@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -53,7 +52,9 @@ async def test_duplicate_client_id_takes_over(make_client: ClientFactory) -> Non
     assert (await second.next_message()).payload == b"x"
 
 
-async def test_hash_does_not_match_parent_and_dollar_topics_are_hidden(make_client: ClientFactory) -> None:
+async def test_hash_does_not_match_parent_and_dollar_topics_are_hidden(
+    make_client: ClientFactory,
+) -> None:
     sub = await make_client()
     await sub.subscribe("sensor/#", 0)
     await sub.subscribe("#", 0)
@@ -174,7 +175,11 @@ async def test_no_will_on_clean_disconnect(make_client: ClientFactory) -> None:
     ],
 )
 async def test_limits_disconnect_with_a_reason(
-    make_client: ClientFactory, caplog: pytest.LogCaptureFixture, topic: str, payload: bytes, why: str
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+    topic: str,
+    payload: bytes,
+    why: str,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="emulator")
     c = await make_client("limits-client")
@@ -195,8 +200,13 @@ async def test_lifecycle_events_have_every_documented_field(make_client: ClientF
     c = await make_client("life-1")
     connected = (await watcher.message_on("$aws/events/presence/connected/life-1")).json()
     assert set(connected) == {
-        "clientId", "timestamp", "eventType", "sessionIdentifier", "principalIdentifier",
-        "ipAddress", "versionNumber",
+        "clientId",
+        "timestamp",
+        "eventType",
+        "sessionIdentifier",
+        "principalIdentifier",
+        "ipAddress",
+        "versionNumber",
     }
     assert connected["clientId"] == "life-1" and connected["ipAddress"] == "127.0.0.1"
     assert connected["timestamp"] > 1_600_000_000_000  # milliseconds

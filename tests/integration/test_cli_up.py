@@ -16,8 +16,16 @@ READY = re.compile(r"ready in [\d.]+s.*mqtt://[\d.]+:(\d+) ws://[\d.]+:(\d+)/mqt
 
 async def test_up_on_free_ports_reports_them_and_stops_cleanly() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "emulator", "up", "--mqtt-port", "0", "--http-port", "0",
-        "--rules", "tests/fixtures/empty-rules",
+        sys.executable,
+        "-m",
+        "emulator",
+        "up",
+        "--mqtt-port",
+        "0",
+        "--http-port",
+        "0",
+        "--rules",
+        "tests/fixtures/empty-rules",
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None

@@ -70,8 +70,17 @@ def test_validate_topic_name(topic: str, problem: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("topic_filter", "ok"),
-    [("a/#", True), ("#", True), ("+/+", True), ("a/#/b", False), ("a#", False), ("a+/b", False),
-     ("a/b+", False), ("", False), ("/".join("x" * 9), False)],
+    [
+        ("a/#", True),
+        ("#", True),
+        ("+/+", True),
+        ("a/#/b", False),
+        ("a#", False),
+        ("a+/b", False),
+        ("a/b+", False),
+        ("", False),
+        ("/".join("x" * 9), False),
+    ],
 )
 def test_validate_topic_filter(topic_filter: str, ok: bool) -> None:
     assert (validate_topic_filter(topic_filter) is None) is ok
