@@ -1,0 +1,168 @@
+"""AWS IoT SQL operators with the type rules of iot-sql-operators.md. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, DivisionByZero, InvalidOperation
+from typing import Any
+
+from emulator.rules.values import DECIMAL_CONTEXT, UNDEFINED, equal, to_decimal, to_string
+
+
+def _bool_operand(v: Any) -> bool | None:
+    if type(v) is bool:
+        return v  # type: ignore[no-any-return]
+    if type(v) is str:
+        low = v.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
+    return None
+
+
+def op_and(a: Any, b: Any) -> Any:
+    x, y = _bool_operand(a), _bool_operand(b)
+    if x is None or y is None:
+        return UNDEFINED
+    return x and y
+
+
+def op_or(a: Any, b: Any) -> Any:
+    x, y = _bool_operand(a), _bool_operand(b)
+    if x is None or y is None:
+        return UNDEFINED
+    return x or y
+
+
+def op_not(a: Any) -> Any:
+    x = _bool_operand(a)
+    return UNDEFINED if x is None else not x
+
+
+def op_eq(a: Any, b: Any) -> Any:
+    if a is UNDEFINED or b is UNDEFINED:
+        return UNDEFINED
+    if a is None and b is None:
+        return True  # documented as an open question; Null equals Null here
+    return equal(a, b)
+
+
+def op_ne(a: Any, b: Any) -> Any:
+    if a is UNDEFINED or b is UNDEFINED:
+        return UNDEFINED
+    if a is None and b is None:
+        return False
+    return not equal(a, b)
+
+
+def _compare(a: Any, b: Any, test: Callable[[Any, Any], bool]) -> Any:
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return test(a, b)
+    if ta is bool or tb is bool:
+        return UNDEFINED
+    x, y = to_decimal(a), to_decimal(b)
+    if x is None or y is None:
+        return UNDEFINED
+    return test(x, y)
+
+
+def op_lt(a: Any, b: Any) -> Any:
+    return _compare(a, b, lambda x, y: x < y)
+
+
+def op_le(a: Any, b: Any) -> Any:
+    return _compare(a, b, lambda x, y: x <= y)
+
+
+def op_gt(a: Any, b: Any) -> Any:
+    return _compare(a, b, lambda x, y: x > y)
+
+
+def op_ge(a: Any, b: Any) -> Any:
+    return _compare(a, b, lambda x, y: x >= y)
+
+
+def op_add(a: Any, b: Any, sql_version: str = "2016-03-23") -> Any:
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return a + b
+    if ta is str or tb is str:
+        if a is UNDEFINED or b is UNDEFINED:
+            return UNDEFINED
+        return to_string(a, sql_version) + to_string(b, sql_version)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return DECIMAL_CONTEXT.add(Decimal(a), Decimal(b))
+    return UNDEFINED
+
+
+def _arith(
+    a: Any, b: Any, int_op: Callable[[int, int], Any], dec_op: Callable[[Decimal, Decimal], Any]
+) -> Any:
+    ta, tb = type(a), type(b)
+    if ta is int and tb is int:
+        return int_op(a, b)
+    if ta is bool or tb is bool:
+        return UNDEFINED
+    x, y = to_decimal(a), to_decimal(b)
+    if x is None or y is None:
+        return UNDEFINED
+    try:
+        return dec_op(x, y)
+    except (DivisionByZero, InvalidOperation, ZeroDivisionError):
+        return UNDEFINED
+
+
+def _int_div(a: int, b: int) -> Any:
+    if b == 0:
+        return UNDEFINED
+    q = abs(a) // abs(b)  # Java-style truncation toward zero
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _int_mod(a: int, b: int) -> Any:
+    if b == 0:
+        return UNDEFINED
+    r = abs(a) % abs(b)
+    return r if a >= 0 else -r
+
+
+def op_sub(a: Any, b: Any) -> Any:
+    return _arith(a, b, lambda x, y: x - y, DECIMAL_CONTEXT.subtract)
+
+
+def op_mul(a: Any, b: Any) -> Any:
+    return _arith(a, b, lambda x, y: x * y, DECIMAL_CONTEXT.multiply)
+
+
+def op_div(a: Any, b: Any) -> Any:
+    return _arith(a, b, _int_div, DECIMAL_CONTEXT.divide)
+
+
+def op_mod(a: Any, b: Any) -> Any:
+    return _arith(a, b, _int_mod, DECIMAL_CONTEXT.remainder)
+
+
+def op_neg(a: Any) -> Any:
+    t = type(a)
+    if t is int or t is Decimal:
+        return -a
+    d = to_decimal(a)
+    return UNDEFINED if d is None else -d
+
+
+BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "AND": op_and,
+    "OR": op_or,
+    "=": op_eq,
+    "<>": op_ne,
+    "<": op_lt,
+    "<=": op_le,
+    ">": op_gt,
+    ">=": op_ge,
+    "-": op_sub,
+    "*": op_mul,
+    "/": op_div,
+    "%": op_mod,
+}

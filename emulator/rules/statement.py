@@ -1,0 +1,132 @@
+"""A compiled rule statement: ``compile_statement(sql)`` once, ``evaluate(ctx)`` per message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from emulator.broker.topics import matches, validate_topic_filter
+from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.rules.evaluate import Compiler, Env
+from emulator.rules.parser import parse
+from emulator.rules.values import UNDEFINED, parse_json, to_json
+
+Json = Any
+SQL_VERSIONS = ("2015-10-08", "2016-03-23", "beta")
+
+
+class _NoMatch:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_MATCH"
+
+
+NO_MATCH: Final = _NoMatch()
+
+
+class ExternalCalls(Protocol):
+    def get_dynamodb(
+        self,
+        table: str,
+        partition_key_name: str,
+        partition_key_value: Json,
+        sort_key_name: str | None,
+        sort_key_value: Json | None,
+        role_arn: str,
+    ) -> Json | None: ...
+
+    def aws_lambda(self, function_arn: str, payload: Json) -> Json: ...
+
+
+@dataclass(slots=True)
+class MessageContext:
+    """One incoming message as the SQL sees it. The payload is parsed once, on first use,
+    and shared by every rule that evaluates this context."""
+
+    topic: str
+    payload: bytes
+    client_id: str | None = None
+    principal: str | None = None
+    timestamp_ms: int = 0
+    trace_id: str | None = None
+    newuuid: Callable[[], str] | None = None
+    external: ExternalCalls | None = None
+    account_id: str = "123456789012"
+    _doc: Any = field(default=None, repr=False)
+    _parsed: bool = field(default=False, repr=False)
+
+    @property
+    def document(self) -> Any:
+        if not self._parsed:
+            self._doc = parse_json(self.payload)
+            self._parsed = True
+        return self._doc
+
+
+class Statement:
+    """A parsed and compiled ``SELECT ... FROM 'filter' [WHERE ...]``."""
+
+    __slots__ = (
+        "sql",
+        "sql_version",
+        "topic_filter",
+        "uses_external",
+        "function_names",
+        "_project",
+        "_where",
+    )
+
+    def __init__(self, sql: str, sql_version: str) -> None:
+        if sql_version not in SQL_VERSIONS:
+            raise RuleSyntaxError(
+                f"unknown SQL version {sql_version!r} (use 2016-03-23 or 2015-10-08)", sql, 1, 1
+            )
+        tree = parse(sql)
+        assert isinstance(tree.source, str)
+        problem = validate_topic_filter(tree.source)
+        if problem:
+            start = sql.find(tree.source)
+            raise RuleSyntaxError(f"FROM: {problem}", sql, 1, max(start, 0) + 1)
+        compiler = Compiler(sql, sql_version)
+        self._project = compiler.projection(tree)
+        self._where = compiler.expr(tree.where) if tree.where is not None else None
+        self.sql = sql
+        self.sql_version = sql_version
+        self.topic_filter = tree.source
+        self.uses_external = compiler.uses_external
+        self.function_names = frozenset(compiler.function_names)
+
+    def matches_topic(self, topic: str) -> bool:
+        return matches(self.topic_filter, topic)
+
+    def evaluate(self, ctx: MessageContext) -> Json | _NoMatch:
+        """The rule's output for this message, or NO_MATCH (topic or WHERE)."""
+        if not matches(self.topic_filter, ctx.topic):
+            return NO_MATCH
+        return self.evaluate_matched(ctx)
+
+    def evaluate_matched(self, ctx: MessageContext) -> Json | _NoMatch:
+        """Like ``evaluate`` for a message already routed by topic (the engine's index)."""
+        env = Env(ctx.document, ctx, self.sql_version, ctx.payload)
+        try:
+            if self._where is not None and self._where(env) is not True:
+                return NO_MATCH
+            out = self._project(env)
+        except RecursionError:
+            raise RuleEvaluationError("payload nested too deeply to evaluate") from None
+        if out is UNDEFINED:
+            return NO_MATCH  # SELECT VALUE of an Undefined value: no message to act on
+        if type(out) is bytes:
+            return out
+        return to_json(out, self.sql_version)
+
+
+def compile_statement(sql: str, sql_version: str = "2016-03-23") -> Statement:
+    return Statement(sql, sql_version)
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())

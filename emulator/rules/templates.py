@@ -1,0 +1,100 @@
+"""Substitution templates ``${expression}`` in action fields (iot-substitution-templates.md).
+
+The expressions see the original message, not the SELECT output ("you cannot reference an
+alias created using the AS clause"). Compiled once; ``render`` only evaluates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.rules.errors import RuleSyntaxError
+from emulator.rules.evaluate import Compiled, Compiler, Env
+from emulator.rules.lexer import Kind
+from emulator.rules.parser import Parser
+from emulator.rules.statement import MessageContext
+from emulator.rules.values import UNDEFINED, to_string
+
+
+class Template:
+    __slots__ = ("text", "_parts", "function_names", "is_constant")
+
+    def __init__(self, text: str, sql_version: str = "2016-03-23") -> None:
+        self.text = text
+        parts: list[str | Compiled] = []
+        names: set[str] = set()
+        i = 0
+        literal: list[str] = []
+        while i < len(text):
+            start = text.find("${", i)
+            if start < 0:
+                literal.append(text[i:])
+                break
+            literal.append(text[i:start])
+            end = _closing_brace(text, start + 2)
+            if end < 0:
+                raise RuleSyntaxError("unterminated ${ in template", text, 1, start + 1)
+            expression = text[start + 2 : end]
+            if not expression.strip():
+                raise RuleSyntaxError("empty ${} in template", text, 1, start + 1)
+            parser = Parser(expression)
+            try:
+                node = parser.parse_expr()
+                if parser.tok.kind is not Kind.EOF:
+                    raise parser.error(f"unexpected {parser.describe()} in template expression")
+            except RuleSyntaxError as exc:
+                raise RuleSyntaxError(exc.message, text, 1, start + 2 + exc.column) from None
+            compiler = Compiler(expression, sql_version)
+            try:
+                compiled = compiler.expr(node)
+            except RuleSyntaxError as exc:
+                raise RuleSyntaxError(exc.message, text, 1, start + 2 + exc.column) from None
+            names |= compiler.function_names
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(compiled)
+            i = end + 1
+        if literal and "".join(literal):
+            parts.append("".join(literal))
+        self._parts = tuple(parts)
+        self.function_names = frozenset(names)
+        self.is_constant = all(isinstance(p, str) for p in parts)
+
+    def render(self, ctx: MessageContext, sql_version: str = "2016-03-23") -> str:
+        if self.is_constant:
+            return self.text
+        env = Env(ctx.document, ctx, sql_version, ctx.payload)
+        out: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                value: Any = part(env)
+                if value is not UNDEFINED:
+                    out.append(to_string(value, sql_version))
+        return "".join(out)
+
+
+def _closing_brace(text: str, i: int) -> int:
+    depth = 0
+    quote = ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return -1
+
+
+def compile_template(text: str, sql_version: str = "2016-03-23") -> Template:
+    return Template(text, sql_version)

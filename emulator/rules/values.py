@@ -1,0 +1,164 @@
+"""AWS IoT SQL values and their conversions (reference/aws-iot/iot-sql-data-types.md).
+
+Int is ``int``, Decimal is ``decimal.Decimal`` (34 significant digits), Boolean ``bool``,
+String ``str``, Array ``list``, Object ``dict``, Null ``None`` and Undefined the
+``UNDEFINED`` singleton: a value, not an exception. Booleans are checked before ints
+everywhere because Python's ``bool`` is an ``int``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, Final
+
+DECIMAL_CONTEXT = Context(prec=34)
+
+
+class _Undefined:
+    __slots__ = ()
+    _instance: _Undefined | None = None
+
+    def __new__(cls) -> _Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "Undefined"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNDEFINED: Final = _Undefined()
+
+# Only these strings are numbers (PITFALLS.md): no '+5', '.5', ' 5', 'inf'.
+_NUMERIC = re.compile(r"-?\d+(\.\d+)?([eE]-?\d+)?\Z")
+
+
+def is_number(v: Any) -> bool:
+    t = type(v)
+    return t is int or t is Decimal
+
+
+def to_decimal(v: Any) -> Decimal | None:
+    """The number a value stands for (numbers and numeric strings), else None."""
+    t = type(v)
+    if t is int:
+        return Decimal(v)
+    if t is Decimal:
+        return v  # type: ignore[no-any-return]
+    if t is str and _NUMERIC.match(v):
+        try:
+            return Decimal(v)
+        except InvalidOperation:
+            return None
+    return None
+
+
+def to_number(v: Any) -> int | Decimal | None:
+    """Like ``to_decimal`` but keeps ints as ints, and integral numeric strings as ints."""
+    t = type(v)
+    if t is int or t is Decimal:
+        return v  # type: ignore[no-any-return]
+    if t is str and _NUMERIC.match(v):
+        if "." in v or "e" in v or "E" in v:
+            return Decimal(v)
+        return int(v)
+    return None
+
+
+def type_name(v: Any) -> str:
+    if v is UNDEFINED:
+        return "Undefined"
+    if v is None:
+        return "Null"
+    t = type(v)
+    if t is bool:
+        return "Boolean"
+    if t is int:
+        return "Int"
+    if t is Decimal:
+        return "Decimal"
+    if t is str:
+        return "String"
+    if t is list:
+        return "Array"
+    if t is dict:
+        return "Object"
+    if t is bytes:
+        return "Binary"
+    return t.__name__
+
+
+def format_decimal(d: Decimal, sql_version: str) -> str:
+    if d == d.to_integral_value() and sql_version != "2015-10-08" and abs(d) < Decimal("1e21"):
+        return str(int(d))
+    text = format(d.normalize(DECIMAL_CONTEXT), "f") if abs(d.adjusted()) < 21 else str(d)
+    if "." not in text and "E" not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def to_string(v: Any, sql_version: str = "2016-03-23") -> str:
+    """How a value reads when made into a String (concatenation, cast)."""
+    t = type(v)
+    if t is str:
+        return v  # type: ignore[no-any-return]
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)
+    if t is Decimal:
+        return format_decimal(v, sql_version)
+    if v is None:
+        return "null"
+    if t is list or t is dict:
+        return json.dumps(to_json(v, sql_version), separators=(",", ":"))
+    if t is bytes:
+        return v.decode("utf-8", "replace")  # type: ignore[no-any-return]
+    return str(v)
+
+
+def to_json(v: Any, sql_version: str = "2016-03-23") -> Any:
+    """A JSON-serializable copy; Undefined members and items are left out."""
+    t = type(v)
+    if t is Decimal:
+        if v == v.to_integral_value() and sql_version != "2015-10-08" and abs(v) < Decimal("1e21"):
+            return int(v)
+        return float(v)
+    if t is dict:
+        return {k: to_json(x, sql_version) for k, x in v.items() if x is not UNDEFINED}
+    if t is list:
+        return [to_json(x, sql_version) for x in v if x is not UNDEFINED]
+    if v is UNDEFINED:
+        return None
+    return v
+
+
+def equal(a: Any, b: Any) -> bool:
+    """``=`` on two defined values: no type conversion, Int/Decimal compare as numbers."""
+    ta, tb = type(a), type(b)
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return bool(a == b)
+    if ta is not tb:
+        return False
+    if ta is list:
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+    if ta is dict:
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def parse_json(payload: bytes) -> Any:
+    """The payload as a document, or UNDEFINED when it is not JSON (binary payloads)."""
+    try:
+        return json.loads(payload, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        return UNDEFINED
+    except RecursionError:
+        return UNDEFINED
