@@ -7,6 +7,7 @@ engine -> broker -> HTTP server. ``stop()`` unwinds in reverse and collects erro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -15,8 +16,17 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
 from emulator.config import Config
+from emulator.dataplane.routes import add_routes as add_dataplane_routes
+from emulator.functions.invoke_api import add_routes as add_invoke_routes
+from emulator.functions.service import FunctionService
+from emulator.resources import Project
+from emulator.rules.engine import RulesEngine
+from emulator.rules.loader import load_project
+from emulator.rules.reload import RuleWatcher
+from emulator.services.backends import BackendError, Backends
 from emulator.transport.websocket import WebSocketEndpoint
 
 log = logging.getLogger(__name__)
@@ -48,9 +58,19 @@ class Emulator:
         self.started_at = process_start_time()
         self.http_app = web.Application(client_max_size=256 * 1024)
         self.http_app.router.add_get("/health", self._health)
-        self.broker = IoTBroker(config)
+        self.backends = Backends(config)
+        self.functions = FunctionService(config, self._endpoints)
+        self.targets = ActionTargets()
+        self.rules = RulesEngine(self.targets, config.max_hops, config.account_id)
+        self.broker = IoTBroker(config, on_message=self.rules.handle)
+        self.targets.publish = self.broker.publish
+        self.targets.functions = self.functions
         self.websocket = WebSocketEndpoint(self.broker)
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
+        add_dataplane_routes(self.http_app, self.broker)
+        add_invoke_routes(self.http_app, self.functions)
+        self.project = Project()
+        self.watcher: RuleWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.http_port: int | None = None
@@ -61,7 +81,46 @@ class Emulator:
         self.health_sections: dict[str, Callable[[], Json]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
+    def _endpoints(self) -> dict[str, str]:
+        http = f"http://127.0.0.1:{self.http_port}"
+        return {**self.backends.endpoints, "iot-data": http, "lambda": http}
+
+    def load_project(self) -> Project:
+        return load_project(self.config.rules, self.config.region, self.config.account_id)
+
     async def start(self) -> None:
+        """Services -> functions -> rules -> broker -> HTTP (see the module docstring)."""
+        self.project = await asyncio.to_thread(self.load_project)
+        for diagnostic in self.project.diagnostics:
+            log.error("%s", diagnostic)
+        needs_services = bool(
+            self.project.tables
+            or self.project.streams
+            or self.project.functions
+            or self.config.backend not in ("auto",)
+        )
+        if needs_services:
+            try:
+                await self.backends.start()
+            except BackendError as exc:
+                await self.backends.stop()
+                raise StartupError(str(exc)) from exc
+            self._stoppers.append(("backends", self.backends.stop))
+            await self.backends.provision(self.project)
+            self.targets.dynamodb = self.backends.dynamodb
+            self.targets.kinesis = self.backends.kinesis
+            self.health_sections["backends"] = self.backends.health
+        await self.functions.start(self.project.functions)
+        self._stoppers.append(("functions", self.functions.stop))
+        self.health_sections["functions"] = self.functions.health
+        await self.rules.start()
+        self.rules.load(self.project)
+        self._stoppers.append(("rules", self.rules.stop))
+        self.health_sections["rules"] = self.rules.health
+        if self.config.hot_reload and self.config.rules:
+            self.watcher = RuleWatcher(self.config.rules, self.load_project, self._apply_project)
+            self.watcher.start()
+            self._stoppers.append(("rule watcher", self.watcher.stop))
         try:
             await self.broker.start()
         except Exception as exc:
@@ -72,6 +131,19 @@ class Emulator:
             await self._start_http()
         except OSError as exc:
             raise StartupError(f"HTTP port {self.config.http_port}: {exc.strerror}") from exc
+
+    def _apply_project(self, project: Project) -> None:
+        self.project = project
+        self.rules.load(project)
+        asyncio.get_running_loop().create_task(self._apply_services(project))
+
+    async def _apply_services(self, project: Project) -> None:
+        try:
+            if self.targets.dynamodb is not None:
+                await self.backends.provision(project)
+            await self.functions.update(project.functions)
+        except Exception:
+            log.exception("could not apply the reloaded tables/streams/functions")
 
     async def _start_http(self) -> None:
         self._runner = web.AppRunner(self.http_app, access_log=None, handle_signals=False)
@@ -113,7 +185,9 @@ class Emulator:
     def ready_line(self) -> str:
         host = self.config.host
         took = time.time() - self.started_at
+        backend = self.backends.kind if "backends" in self.health_sections else "none"
         return (
             f"ready in {took:.2f}s: mqtt://{host}:{self.mqtt_port} "
-            f"ws://{host}:{self.http_port}/mqtt http://{host}:{self.http_port}/"
+            f"ws://{host}:{self.http_port}/mqtt http://{host}:{self.http_port}/ "
+            f"backend={backend} rules={len(self.rules.rules)} functions={len(self.functions.pools)}"
         )

