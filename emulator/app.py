@@ -22,6 +22,7 @@ from emulator.config import Config
 from emulator.dataplane.routes import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
 from emulator.functions.service import FunctionService
+from emulator.pollers.kinesis import KinesisPoller
 from emulator.resources import Project
 from emulator.rules.engine import RulesEngine
 from emulator.rules.loader import load_project
@@ -113,6 +114,15 @@ class Emulator:
         await self.functions.start(self.project.functions)
         self._stoppers.append(("functions", self.functions.stop))
         self.health_sections["functions"] = self.functions.health
+        if self.backends.kinesis is not None:
+            for mapping in self.project.event_source_mappings:
+                if not mapping.enabled:
+                    continue
+                poller = KinesisPoller(
+                    mapping, self.backends.kinesis, self.functions, self.config.region
+                )
+                await poller.start()
+                self._stoppers.append((f"kinesis mapping {mapping.stream}", poller.stop))
         await self.rules.start()
         self.rules.load(self.project)
         self._stoppers.append(("rules", self.rules.stop))
@@ -148,7 +158,9 @@ class Emulator:
     async def _start_http(self) -> None:
         self._runner = web.AppRunner(self.http_app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
+        self._site = web.TCPSite(
+            self._runner, self.config.host, self.config.http_port, shutdown_timeout=2.0
+        )
         await self._site.start()
         server = self._site._server
         assert server is not None

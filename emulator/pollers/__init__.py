@@ -1,1 +1,1 @@
-"""pollers."""
+"""Pollers: event source mappings that pull records and invoke functions."""

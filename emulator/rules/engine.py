@@ -202,6 +202,7 @@ class RulesEngine:
                 run.pending -= 1
                 if run.pending == 0:
                     self._finish(run)
+                self._queue.task_done()
 
     # -- failures --------------------------------------------------------------------
     def _failed(self, run: _Run, action: CompiledAction, message: str) -> None:
@@ -241,6 +242,10 @@ class RulesEngine:
             sink.pending = 1
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait((sink, request))
+
+    async def wait_idle(self) -> None:
+        """Until every queued action has run (tests wait on this, not on time)."""
+        await self._queue.join()
 
     # -- reporting -------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
