@@ -1,9 +1,132 @@
-"""``rules eval|test|check``: debugging tools for topic rules (filled in by the rules engine)."""
+"""``rules eval|test|check``: tools for people debugging rules before they deploy them."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from emulator.config import REPO_ROOT
+from emulator.rules.dryrun import compile_rule, dry_run
+from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.rules.loader import load_project
+from emulator.rules.statement import NO_MATCH, MessageContext, compile_statement
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("rules", help="evaluate, dry-run and check topic rules")
+    rules = sub.add_parser("rules", help="evaluate, dry-run and check topic rules")
+    cmds = rules.add_subparsers(dest="rules_command", required=True)
+
+    ev = cmds.add_parser("eval", help="evaluate SQL statements from JSON lines on stdin")
+    ev.add_argument(
+        "--jsonl",
+        action="store_true",
+        required=True,
+        help='input lines: {"sql", "topic", "payload"|"payload_text"|"payload_b64", "client_id"?, "sql_version"?}',
+    )
+    ev.set_defaults(handler=lambda args: run_eval(sys.stdin, sys.stdout))
+
+    test = cmds.add_parser("test", help="dry-run every loaded rule against one message")
+    test.add_argument(
+        "--rules", action="append", required=False, help="rule file/template/folder (repeatable)"
+    )
+    test.add_argument("--topic", required=True)
+    test.add_argument("--payload", required=True, help="the message payload (text; JSON usually)")
+    test.add_argument("--client-id")
+    test.add_argument("--json", action="store_true", help="print JSON instead of text")
+    test.set_defaults(handler=run_test)
+
+    check = cmds.add_parser("check", help="validate rule files and templates")
+    check.add_argument("paths", nargs="+")
+    check.set_defaults(handler=run_check)
+
+
+def _context(line: dict[str, Any]) -> MessageContext:
+    if "payload_b64" in line:
+        payload = base64.b64decode(line["payload_b64"])
+    elif "payload_text" in line:
+        payload = str(line["payload_text"]).encode()
+    else:
+        payload = json.dumps(line.get("payload")).encode()
+    return MessageContext(
+        topic=str(line.get("topic", "")),
+        payload=payload,
+        client_id=line.get("client_id"),
+        principal=line.get("principal"),
+        timestamp_ms=int(line.get("timestamp", time.time() * 1000)),
+    )
+
+
+def run_eval(stdin: TextIO, stdout: TextIO) -> int:
+    for raw in stdin:
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+            statement = compile_statement(
+                str(line["sql"]), str(line.get("sql_version", "2016-03-23"))
+            )
+            out = statement.evaluate(_context(line))
+            if out is NO_MATCH:
+                result: dict[str, Any] = {"matched": False, "output": None}
+            elif isinstance(out, bytes):
+                result = {"matched": True, "output": out.decode("utf-8", "replace")}
+            else:
+                result = {"matched": True, "output": out}
+        except RuleSyntaxError as exc:
+            result = {"error": f"{exc.message} at line {exc.line}, column {exc.column}"}
+        except (RuleEvaluationError, KeyError, ValueError, TypeError) as exc:
+            result = {
+                "error": str(exc) if not isinstance(exc, KeyError) else f"missing field {exc}"
+            }
+        stdout.write(json.dumps(result) + "\n")
+        stdout.flush()
+    return 0
+
+
+def _paths(values: list[str] | None) -> list[Path]:
+    return [Path(v).resolve() for v in values] if values else [REPO_ROOT / "rules"]
+
+
+def run_test(args: argparse.Namespace) -> int:
+    project = load_project(_paths(args.rules))
+    for diagnostic in project.diagnostics:
+        print(diagnostic, file=sys.stderr)
+    rules = [compile_rule(spec) for spec in project.rules]
+    ctx = MessageContext(
+        topic=args.topic,
+        payload=args.payload.encode(),
+        client_id=args.client_id,
+        timestamp_ms=int(time.time() * 1000),
+    )
+    results = dry_run(rules, ctx)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    if not results:
+        print(f"no rule matches a message on {args.topic} ({len(rules)} rules loaded)")
+        return 0
+    for result in results:
+        print(f"rule {result['rule']} matched")
+        print(f"  output: {json.dumps(result['output'])}")
+        for action in result["actions"]:
+            fields = ", ".join(f"{k}={v}" for k, v in action.items() if k != "type")
+            print(f"  -> {action['type']}: {fields}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    project = load_project(_paths(args.paths))
+    for diagnostic in project.diagnostics:
+        print(diagnostic)
+    errors = len(project.errors)
+    summary = (
+        f"{len(project.files)} files, {len(project.rules)} rules, {len(project.functions)} functions, "
+        f"{len(project.tables)} tables, {len(project.streams)} streams: {errors} errors"
+    )
+    print(summary, file=sys.stderr)
+    return 1 if errors or not project.files else 0

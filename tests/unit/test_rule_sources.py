@@ -1,0 +1,184 @@
+"""Rule sources: the chat's native YAML and its SAM template agree; errors name file:line:col."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from emulator.config import REPO_ROOT
+from emulator.rules.loader import load_project
+
+BAD = REPO_ROOT / "tests" / "fixtures" / "bad-rules"
+
+
+def test_native_rules_and_template_declare_the_same_chat() -> None:
+    native = load_project([REPO_ROOT / "rules"])
+    template = load_project([REPO_ROOT / "template.yaml"])
+    assert native.errors == () and template.errors == ()
+
+    def shape(project):  # type: ignore[no-untyped-def]
+        return sorted(
+            (
+                r.name,
+                " ".join(r.sql.split()),
+                r.aws_iot_sql_version,
+                tuple(
+                    (a.type, {k: v for k, v in a.params.items() if k != "roleArn"}.__repr__())
+                    for a in r.actions
+                ),
+            )
+            for r in project.rules
+        )
+
+    def normalise(project):  # type: ignore[no-untyped-def]
+        return [
+            (
+                n,
+                s,
+                v,
+                tuple(
+                    (t, p.replace("arn:aws:lambda:us-east-1:123456789012:function:", ""))
+                    for t, p in acts
+                ),
+            )
+            for n, s, v, acts in shape(project)
+        ]
+
+    assert normalise(native) == normalise(template)
+    assert {t.name: (t.key, t.ttl_attribute) for t in native.tables} == {
+        t.name: (t.key, t.ttl_attribute) for t in template.tables
+    }
+    assert [(m.function, m.stream, m.batch_size) for m in native.event_source_mappings] == [
+        (m.function, m.stream, m.batch_size) for m in template.event_source_mappings
+    ]
+    assert native.functions[0].code_path == template.functions[0].code_path
+    assert (
+        template.policies[0]
+        .document["Statement"][2]["Resource"][0]
+        .endswith("chat/in/${iot:ClientId}")
+    )
+
+
+def test_diagnostics_name_file_line_and_column() -> None:
+    project = load_project([BAD])
+    messages = [str(d) for d in project.diagnostics]
+    broken = BAD / "broken.yaml"
+    expected = [
+        f"{broken}:3:18: rule 'Typo': unknown function 'concatt'",  # column of the name
+        f"{broken}:9:9: rule 'WrongAction': unknown action type 'sqs'",
+        f"{broken}:18:1: unknown section 'unknown'",
+        f"{broken}:13:9: rule 'MissingTable': dynamoDBv2 action points at unknown table 'nowhere'",
+    ]
+    for line in expected:
+        assert any(m.startswith(line) for m in messages), (line, messages)
+    # In a block scalar, SQL lines map to file lines (the error is at the end of the SQL).
+    assert any("BlockScalar" in m and m.startswith(f"{broken}:18:7") for m in messages), messages
+    assert any(m.startswith(f"{BAD / 'notyaml.yaml'}:") and "YAML" in m for m in messages)
+    assert [r.name for r in project.rules] == ["MissingTable"]
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emulator", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_rules_test_on_the_template_prints_the_chat_actions() -> None:
+    def actions(
+        topic: str, payload: str, client_id: str = "c1"
+    ) -> dict[str, list[dict[str, object]]]:
+        result = _cli(
+            "rules",
+            "test",
+            "--rules",
+            "template.yaml",
+            "--topic",
+            topic,
+            "--payload",
+            payload,
+            "--client-id",
+            client_id,
+            "--json",
+        )
+        assert result.returncode == 0, result.stderr
+        return {r["rule"]: r["actions"] for r in json.loads(result.stdout)}
+
+    out = actions("chat/out", '{"message": "hi", "room": "/lobby"}')
+    assert out == {
+        "ChatRepublish": [
+            {"type": "republish", "topic": "chat/pub/lobby", "qos": 1, "retain": False}
+        ]
+    }
+    hello = actions("chat/out", '{"connected": true, "path": "/lobby"}')
+    assert hello["ChatLambda"][0]["functionName"] == "chat"
+    assert (
+        hello["ChatLambda"][0]["functionArn"]
+        == "arn:aws:lambda:us-east-1:123456789012:function:chat"
+    )
+    stored = actions("chat/pub/lobby", '{"message": "hi", "timestamp": 1700000000000}')
+    assert stored == {"ChatStore": [{"type": "dynamoDBv2", "tableName": "chat"}]}
+    presence = actions("$aws/events/presence/disconnected/c1", '{"eventType": "disconnected"}')
+    assert presence["ChatPresence"][0]["functionName"] == "chat"
+    stream = actions("chat/stream", '{"sendroom": "/lobby"}', "c7")
+    assert stream == {
+        "ChatStream": [{"type": "kinesis", "streamName": "chat-stream", "partitionKey": "c7"}]
+    }
+    human = _cli(
+        "rules",
+        "test",
+        "--rules",
+        "template.yaml",
+        "--topic",
+        "chat/out",
+        "--payload",
+        '{"message": "hi", "room": "/lobby"}',
+    )
+    assert "rule ChatRepublish matched" in human.stdout
+    assert "-> republish: topic=chat/pub/lobby" in human.stdout
+
+
+def test_rules_check_exits_non_zero_with_messages() -> None:
+    bad = _cli("rules", "check", str(BAD))
+    assert bad.returncode == 1
+    assert "unknown function 'concatt'" in bad.stdout
+    for path in ("rules", "template.yaml"):
+        good = _cli("rules", "check", path)
+        assert good.returncode == 0, good.stdout
+    both = _cli("rules", "check", "rules", "template.yaml")  # the same rules twice
+    assert both.returncode == 1 and "rule 'ChatStore' is defined twice" in both.stdout
+
+
+def test_rules_eval_jsonl() -> None:
+    lines = [
+        {"sql": "SELECT upper(a) AS b FROM 'x/+'", "topic": "x/1", "payload": {"a": "q"}},
+        {"sql": "SELECT * FROM 'x/+' WHERE a > 5", "topic": "x/1", "payload": {"a": 1}},
+        {"sql": "SELECT encode(*, 'base64') AS e FROM 'x'", "topic": "x", "payload_b64": "AAEC"},
+        {
+            "sql": "SELECT VALUE 5.0 FROM 'x'",
+            "topic": "x",
+            "payload_text": "{}",
+            "sql_version": "2015-10-08",
+        },
+        {"sql": "SELECT nope( FROM 'x'", "topic": "x", "payload": {}},
+    ]
+    result = _cli("rules", "eval", "--jsonl", stdin="\n".join(json.dumps(x) for x in lines))
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0] == {"matched": True, "output": {"b": "Q"}}
+    assert out[1] == {"matched": False, "output": None}
+    assert out[2] == {"matched": True, "output": {"e": "AAEC"}}
+    assert out[3] == {"matched": True, "output": 5.0}
+    assert "error" in out[4] and "column" in out[4]["error"]
+
+
+def test_paths_can_be_files_or_folders(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("rules: []\n")
+    (tmp_path / "ignored.txt").write_text("x")
+    assert load_project([tmp_path]).files == (tmp_path / "a.yaml",)
