@@ -29,6 +29,7 @@ from emulator.rules.loader import load_project
 from emulator.rules.reload import RuleWatcher
 from emulator.services.backends import BackendError, Backends
 from emulator.transport.websocket import WebSocketEndpoint
+from emulator.web import add_routes as add_web_routes
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Emulator:
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
         add_dataplane_routes(self.http_app, self.broker)
         add_invoke_routes(self.http_app, self.functions)
+        add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
         self.watcher: RuleWatcher | None = None
         self._runner: web.AppRunner | None = None

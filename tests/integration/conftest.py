@@ -11,7 +11,7 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.config import load_config
-from tests.mqtt_clients import TestClient
+from emulator.testing import TestClient
 
 _ids = itertools.count()
 

@@ -11,9 +11,9 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.broker import codec
+from emulator.testing import connect_packet, mqtt_string, publish_packet, remaining_length
 from tests.integration.conftest import ClientFactory, start_emulator
 from tests.integration.raw import RawConnection
-from tests.mqtt_clients import connect_packet, mqtt_string, publish_packet, remaining_length
 
 
 def subscribe_packet(topic: str, qos: int, packet_id: int = 1) -> bytes:

@@ -18,8 +18,8 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
+from emulator.testing import TestClient
 from tests.integration.conftest import start_emulator
-from tests.mqtt_clients import TestClient
 
 BACKENDS = [b for b in os.environ.get("EMULATOR_TEST_BACKENDS", "moto,local").split(",") if b]
 

@@ -1,4 +1,4 @@
-"""Test helpers: paho-mqtt clients driven from asyncio, and raw MQTT bytes.
+"""Testing helpers for users and for us: paho-mqtt clients driven from asyncio, raw MQTT bytes.
 
 paho runs its network loop in a thread; every callback is bridged into the test's event
 loop, so tests await events (with a timeout) instead of sleeping.
@@ -104,7 +104,8 @@ class TestClient:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
         self._call(self._ack, mid, True)
 
-    def _future(self, mid: int) -> asyncio.Future[Any]:
+    def _future(self, mid: int | None) -> asyncio.Future[Any]:
+        assert mid is not None, "paho refused the request (not connected?)"
         return self._acks.setdefault(mid, self.loop.create_future())
 
     # API

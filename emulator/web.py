@@ -1,0 +1,31 @@
+"""The chat page: ``/`` and ``/<room>`` (any path is a room), its assets, and mqtt.js served
+from our own node_modules, so the page works offline (no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+MQTT_JS = ("mqtt", "dist", "mqtt.min.js")
+
+
+def add_routes(app: web.Application, static_dir: Path, node_modules: Path) -> None:
+    index = static_dir / "index.html"
+    mqtt_js = node_modules.joinpath(*MQTT_JS)
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        if not index.is_file():
+            raise web.HTTPNotFound(text=f"no chat page at {index}")
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    async def vendor_mqtt(request: web.Request) -> web.StreamResponse:
+        if not mqtt_js.is_file():
+            raise web.HTTPNotFound(text="mqtt.js missing: run `npm install` (make install)")
+        return web.FileResponse(mqtt_js)
+
+    app.router.add_get("/vendor/mqtt.min.js", vendor_mqtt)
+    app.router.add_static("/static/", static_dir, show_index=False)
+    app.router.add_get("/", page)
+    # Lowest priority: every other GET path is a room (registered after the APIs).
+    app.router.add_get(r"/{room:[^/]+}", page)
