@@ -122,11 +122,11 @@ class Client(asyncio.Protocol):
         self.closed = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self._ws_out: list[bytes] = []
 
     # transport glue
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -191,7 +191,8 @@ class Client(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         connack = self._expect(CONNACK)
         if ws_url is None:
-            await loop.create_connection(lambda: self, host, port)
+            transport, _ = await loop.create_connection(lambda: self, host, port)
+            self.transport = transport
         else:
             import aiohttp
 
@@ -199,7 +200,6 @@ class Client(asyncio.Protocol):
             self.ws = await self._session.ws_connect(
                 ws_url, protocols=("mqtt",), autoping=True, max_msg_size=0
             )
-            self._ws_out: list[bytes] = []
             self._ws_task = asyncio.ensure_future(self._ws_reader())
         self.write(encode_connect(client_id))
         body = await asyncio.wait_for(connack, 30)
