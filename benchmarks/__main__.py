@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows += scenarios.SCENARIOS[name](sizes, brokers)
         except Exception as exc:  # one broken scenario must not lose the others' figures
-            rows.append(scenarios.row(name, "-", "error", None, "", note=f"{type(exc).__name__}: {exc}"))
+            rows.append(
+                scenarios.row(name, "-", "error", None, "", note=f"{type(exc).__name__}: {exc}")
+            )
         sys.stderr.write(f"  {name}: {time.monotonic() - t0:.1f}s\n")
     report.add_ratios(rows)
     print(report.table(rows))

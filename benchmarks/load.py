@@ -361,7 +361,8 @@ async def _publisher(
             else:
                 client.write(encode_publish(topic, payload))
     elif qos == 0:
-        frame = encode_publish(topic, b"x" * payload_size)
+        body = json.dumps(json_payload).encode() if json_payload else b"x" * payload_size
+        frame = encode_publish(topic, body)
         batch = frame * 100
         for _ in range(count // 100):
             client.write(batch)
@@ -374,17 +375,13 @@ async def _publisher(
         payload = b"x" * payload_size
         prefix = bytes([PUBLISH << 4 | 2]) + _remaining(len(head) + 2 + len(payload)) + head
 
-        await client.publish_qos1(
-            lambda pid: prefix + struct.pack("!H", pid) + payload, count
-        )
+        await client.publish_qos1(lambda pid: prefix + struct.pack("!H", pid) + payload, count)
     elapsed = time.monotonic() - start
     await client.close()
     results.put({"role": "pub", "sent": count, "elapsed": elapsed})
 
 
-def noise_worker(
-    host: str, port: int, count: int, ready: Any, results: Any, hold: Any
-) -> None:
+def noise_worker(host: str, port: int, count: int, ready: Any, results: Any, hold: Any) -> None:
     """Hold ``count`` unrelated subscriptions (``noise/<i>/#``) until ``hold`` is set."""
     _run(_noise(host, port, count, ready, results, hold))
 

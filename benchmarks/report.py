@@ -21,7 +21,7 @@ def add_ratios(rows: list[Row]) -> list[Row]:
     for r in rows:
         by_key.setdefault((r["scenario"], r["metric"]), {})[r["broker"]] = r["value"]
     for r in rows:
-        if r["broker"] != "emulator" or r["value"] in (None, 0):
+        if r["broker"] != "emulator" or r["value"] in (None, 0) or r["unit"] == "x":
             continue
         peers = by_key[(r["scenario"], r["metric"])]
         for ref in ("amqtt", "mosquitto"):

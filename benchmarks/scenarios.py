@@ -197,7 +197,13 @@ def subscription_scaling(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]])
             m = measure_scaling(broker, sizes)
             rows += [
                 row("sub_scaling", name, "rate_0_subs", round(m["base"]), "msg/s"),
-                row("sub_scaling", name, f"rate_{sizes.noise_subs}_subs", round(m["loaded"]), "msg/s"),
+                row(
+                    "sub_scaling",
+                    name,
+                    f"rate_{sizes.noise_subs}_subs",
+                    round(m["loaded"]),
+                    "msg/s",
+                ),
                 row("sub_scaling", name, "ratio", round(m["ratio"], 3), "x"),
             ]
     return rows
@@ -214,7 +220,16 @@ def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Ro
         body = {"room": "/r1", "message": "hello"}
         sub = CTX.Process(
             target=load.subscriber_worker,
-            args=(HOST, broker.port, ["chat/pub/r1"], 0, sizes.chat_max, sizes.timeout, ready, results),
+            args=(
+                HOST,
+                broker.port,
+                ["chat/pub/r1"],
+                0,
+                sizes.chat_max,
+                sizes.timeout,
+                ready,
+                results,
+            ),
         )
         sub.start()
         ready.wait(30)
@@ -228,18 +243,43 @@ def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Ro
         s = got.get("sub", {"n": 0, "first": 0, "last": 0})
         span = s["last"] - s["first"]
         max_rate = (s["n"] - 1) / span if s["n"] > 1 and span > 0 else 0.0
-        rows.append(row("chat_path", "emulator", "max_rate", round(max_rate), "msg/s",
-                        received=s["n"], sent=sizes.chat_max))
-        rows.append(row("chat_path", "emulator", "vs_own_passthrough",
-                        round(max_rate / pt["rate"], 3) if pt["rate"] else None, "x",
-                        passthrough=round(pt["rate"])))
+        rows.append(
+            row(
+                "chat_path",
+                "emulator",
+                "max_rate",
+                round(max_rate),
+                "msg/s",
+                received=s["n"],
+                sent=sizes.chat_max,
+            )
+        )
+        rows.append(
+            row(
+                "chat_path",
+                "emulator",
+                "vs_own_passthrough",
+                round(max_rate / pt["rate"], 3) if pt["rate"] else None,
+                "x",
+                passthrough=round(pt["rate"]),
+            )
+        )
         # Latency at a fixed offered rate.
         count = int(sizes.chat_rate * sizes.chat_seconds)
         results, ready = CTX.Queue(), CTX.Event()
         sub = CTX.Process(
             target=load.subscriber_worker,
-            args=(HOST, broker.port, ["chat/pub/r1"], 0, count,
-                  sizes.chat_seconds + sizes.timeout, ready, results, True),
+            args=(
+                HOST,
+                broker.port,
+                ["chat/pub/r1"],
+                0,
+                count,
+                sizes.chat_seconds + sizes.timeout,
+                ready,
+                results,
+                True,
+            ),
         )
         sub.start()
         ready.wait(30)
@@ -253,8 +293,18 @@ def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Ro
         s = got.get("sub", {"n": 0, "first": 0, "last": 0, "latencies": []})
         lat = sorted(s["latencies"])
         span = s["last"] - s["first"]
-        rows.append(row("chat_latency", "emulator", "rate", round((s["n"] - 1) / span) if span > 0 else 0,
-                        "msg/s", offered=sizes.chat_rate, received=s["n"], sent=count))
+        rows.append(
+            row(
+                "chat_latency",
+                "emulator",
+                "rate",
+                round((s["n"] - 1) / span) if span > 0 else 0,
+                "msg/s",
+                offered=sizes.chat_rate,
+                received=s["n"],
+                sent=count,
+            )
+        )
         rows.append(row("chat_latency", "emulator", "p50", _pct(lat, 50), "ms"))
         rows.append(row("chat_latency", "emulator", "p99", _pct(lat, 99), "ms"))
     finally:
@@ -314,8 +364,16 @@ def fanout(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
                 rows.append(row("fanout_ws", name, "skipped", None, "", note="not installed"))
                 continue
             m = measure_fanout(broker, sizes)
-            rows.append(row("fanout_ws", name, "last_delivery", m["last_ms"], "ms",
-                            **{k: v for k, v in m.items() if k != "last_ms"}))
+            rows.append(
+                row(
+                    "fanout_ws",
+                    name,
+                    "last_delivery",
+                    m["last_ms"],
+                    "ms",
+                    **{k: v for k, v in m.items() if k != "last_ms"},
+                )
+            )
     return rows
 
 
@@ -350,9 +408,18 @@ def idle_memory(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
             _collect(results, procs_n, 30)
             _join(procs)
             n = per * procs_n
-            rows.append(row("idle_ws_memory", name, "per_connection",
-                            round((after - before) / n, 1), "KiB",
-                            connections=n, rss_before_kib=before, rss_after_kib=after))
+            rows.append(
+                row(
+                    "idle_ws_memory",
+                    name,
+                    "per_connection",
+                    round((after - before) / n, 1),
+                    "KiB",
+                    connections=n,
+                    rss_before_kib=before,
+                    rss_after_kib=after,
+                )
+            )
     return rows
 
 
@@ -365,8 +432,9 @@ def startup(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]
         for _ in range(3):
             t0 = time.monotonic()
             try:
-                b = harness.start_emulator(rules=[RULES / "dynamodb"], backend=backend,
-                                           timeout=sizes.timeout)
+                b = harness.start_emulator(
+                    rules=[RULES / "dynamodb"], backend=backend, timeout=sizes.timeout
+                )
             except harness.HarnessError as exc:
                 error = str(exc).splitlines()[-1] if str(exc) else "no ready line"
                 break
@@ -374,8 +442,16 @@ def startup(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]
             b.stop()
             times.append(b.ready_seconds if b.ready_seconds is not None else wall)
         if times:
-            rows.append(row("startup", f"emulator/{backend}", "ready", round(min(times), 2), "s",
-                            runs=[round(t, 2) for t in times]))
+            rows.append(
+                row(
+                    "startup",
+                    f"emulator/{backend}",
+                    "ready",
+                    round(min(times), 2),
+                    "s",
+                    runs=[round(t, 2) for t in times],
+                )
+            )
         else:
             rows.append(row("startup", f"emulator/{backend}", "ready", None, "s", note=error))
     return rows
@@ -401,14 +477,22 @@ def rule_dynamodb(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> lis
     import boto3
 
     try:
-        broker = harness.start_emulator(rules=[RULES / "dynamodb"], backend="local",
-                                        timeout=sizes.timeout)
+        broker = harness.start_emulator(
+            rules=[RULES / "dynamodb"], backend="local", timeout=sizes.timeout
+        )
     except harness.HarnessError as exc:
-        return [row("rule_dynamodb", "emulator/local", "rate", None, "items/s", note=str(exc)[-200:])]
+        return [
+            row("rule_dynamodb", "emulator/local", "rate", None, "items/s", note=str(exc)[-200:])
+        ]
     try:
         endpoint = _health(broker).get("backends", {}).get("dynamodb")
-        ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="x")
+        ddb = boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         count = sizes.service_count
         t0 = time.monotonic()
         pub, _ = _paced_publish(broker, "bench/ddb", count, 100_000.0)
@@ -421,19 +505,33 @@ def rule_dynamodb(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> lis
             time.sleep(0.05)
         took = time.monotonic() - t0
         _join([pub])
-        return [row("rule_dynamodb", "emulator/local", "rate", round(items / took), "items/s",
-                    items=items, sent=count, seconds=round(took, 2))]
+        return [
+            row(
+                "rule_dynamodb",
+                "emulator/local",
+                "rate",
+                round(items / took),
+                "items/s",
+                items=items,
+                sent=count,
+                seconds=round(took, 2),
+            )
+        ]
     finally:
         broker.stop()
 
 
 def rule_lambda(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
     try:
-        broker = harness.start_emulator(rules=[RULES / "lambda"], backend="moto",
-                                        timeout=sizes.timeout)
+        broker = harness.start_emulator(
+            rules=[RULES / "lambda"], backend="moto", timeout=sizes.timeout
+        )
     except harness.HarnessError as exc:
-        return [row("rule_lambda", "emulator/moto", "rate", None, "invocations/s", note=str(exc)[-200:])]
+        return [
+            row("rule_lambda", "emulator/moto", "rate", None, "invocations/s", note=str(exc)[-200:])
+        ]
     try:
+
         def invocations() -> int:
             section = _health(broker).get("functions", {}).get("bench-noop", {})
             return int(section.get("invocations", 0))
@@ -452,8 +550,18 @@ def rule_lambda(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
         took = time.monotonic() - t0
         _join([pub])
         done = n - start_n
-        return [row("rule_lambda", "emulator/moto", "rate", round(done / took), "invocations/s",
-                    invocations=done, sent=count, seconds=round(took, 2))]
+        return [
+            row(
+                "rule_lambda",
+                "emulator/moto",
+                "rate",
+                round(done / took),
+                "invocations/s",
+                invocations=done,
+                sent=count,
+                seconds=round(took, 2),
+            )
+        ]
     finally:
         broker.stop()
 
