@@ -357,7 +357,9 @@ async def _publisher(
             base["i"] = i
             payload = json.dumps(base).encode()
             if qos:
-                await client.publish_qos1(lambda pid: encode_publish(topic, payload, 1, pid), 1)
+                await client.publish_qos1(
+                    lambda pid, p=payload: encode_publish(topic, p, 1, pid), 1
+                )
             else:
                 client.write(encode_publish(topic, payload))
     elif qos == 0:
