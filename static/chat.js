@@ -59,8 +59,13 @@
     reconnectPeriod: 1000, connectTimeout: 10000,
   });
 
+  // Announcements may be handled out of order by concurrent Lambda invocations: the
+  // sequence number lets the function keep only the newest, asOf lets the page drop a
+  // presence list that arrives after a newer one.
+  let announceSeq = 0, presenceAsOf = 0;
   function announce() {
-    client.publish("chat/out", JSON.stringify({ connected: true, path: "/" + room, name: nameInput.value }), { qos: 1 });
+    announceSeq += 1;
+    client.publish("chat/out", JSON.stringify({ connected: true, path: "/" + room, name: nameInput.value, seq: announceSeq }), { qos: 1 });
   }
 
   client.on("connect", () => {
@@ -83,7 +88,10 @@
       if (typeof body.message === "string") addMessage(body);
     } else if (topic === "chat/in/" + clientId) {
       if (body.type === "backlog") body.messages.forEach(addMessage);
-      else if (body.type === "presence") showPresence(body.online || []);
+      else if (body.type === "presence") {
+        const asOf = typeof body.asOf === "number" ? body.asOf : 0;
+        if (asOf >= presenceAsOf) { presenceAsOf = asOf; showPresence(body.online || []); }
+      }
       else if (body.type === "welcome") $("notice").textContent = body.message;
     }
   });

@@ -18,6 +18,7 @@ import time
 
 import boto3
 from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
@@ -69,16 +70,27 @@ def reply(client_id, body):
 
 
 def connected(client_id, msg):
+    """An announcement (on connect or after a name change).
+
+    Asynchronous invocations may run concurrently and in any order, so an announcement
+    carries the page's sequence number and only a newer one may overwrite the entry.
+    """
     room = room_of(msg.get("path"))
     name = str(msg.get("name") or "anonymous")[:64]
-    dynamodb.Table(PRESENCE).put_item(
-        Item={
-            "clientId": client_id,
-            "room": room,
-            "name": name,
-            "ttl": int(time.time()) + PRESENCE_TTL,
-        }
-    )
+    item = {"clientId": client_id, "room": room, "name": name}
+    item["ttl"] = int(time.time()) + PRESENCE_TTL
+    condition = {}
+    seq = msg.get("seq")
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        item["seq"] = seq
+        condition["ConditionExpression"] = Attr("seq").not_exists() | Attr("seq").lt(seq)
+    try:
+        dynamodb.Table(PRESENCE).put_item(Item=item, **condition)
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        logger.info("stale announcement %s from %s ignored", seq, client_id)
+        return {"room": room, "stale": True}
     reply(client_id, {"type": "welcome", "room": room, "message": f"Welcome to /{room}, {name}!"})
     broadcast_presence(room)
     return {"room": room}
@@ -105,15 +117,25 @@ def send_backlog(client_id, room):
 
 def members(room):
     table = dynamodb.Table(PRESENCE)
-    response = table.scan(FilterExpression=Attr("room").eq(room))
-    return response["Items"]
+    kwargs = {"FilterExpression": Attr("room").eq(room), "ConsistentRead": True}
+    items = []
+    while True:
+        response = table.scan(**kwargs)
+        items.extend(response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def broadcast_presence(room):
+    """Send the room's member list to its members; ``asOf`` (microseconds, taken before
+    the read) lets a page drop a list that a concurrent invocation delivers late."""
+    as_of = time.time_ns() // 1000
     online = members(room)
     body = {
         "type": "presence",
         "room": room,
+        "asOf": as_of,
         "online": sorted(
             ({"clientId": m["clientId"], "name": m["name"]} for m in online),
             key=lambda m: m["name"],

@@ -120,3 +120,28 @@ async def test_presence_list_updates_when_a_client_leaves(chat: Emulator) -> Non
             break
     assert "stay" in names
     await stay.close()
+
+
+async def test_an_announcement_older_than_the_stored_one_is_ignored(chat: Emulator) -> None:
+    """Concurrent asynchronous invocations may handle a page's announcements out of order
+    (its first one, under the default name, and the one after a rename): the newest wins."""
+    page = await browser(chat)
+
+    async def announce(name: str, seq: int) -> dict[str, Any]:
+        event = {"connected": True, "path": "/lobby", "name": name, "seq": seq}
+        event["clientId"] = page.client_id
+        result = await chat.functions.invoke("chat", json.dumps(event).encode())
+        assert result.function_error is None, result.payload
+        return dict(json.loads(result.payload))
+
+    assert await announce("renamed", 2) == {"room": "lobby"}
+    presence = await reply_of_type(page, "presence")
+    assert {"clientId": page.client_id, "name": "renamed"} in presence["online"]
+    assert await announce("guest", 1) == {"room": "lobby", "stale": True}
+    assert await announce("again", 3) == {"room": "lobby"}
+    while True:  # lists may arrive in any order; the page keeps the one with the latest asOf
+        later = await reply_of_type(page, "presence")
+        if later["asOf"] > presence["asOf"]:
+            break
+    assert {"clientId": page.client_id, "name": "again"} in later["online"]
+    await page.close()
