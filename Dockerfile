@@ -1,0 +1,26 @@
+# The emulator as a container: what `make run` installs, started with --backend external
+# (docker-compose.yml wires DynamoDB Local and kinesis-mock as services).
+FROM python:3.11-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nodejs npm curl \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md package.json ./
+COPY emulator ./emulator
+RUN pip install --no-cache-dir -e . \
+ && npm install --no-audit --no-fund --loglevel=error
+
+COPY rules ./rules
+COPY lambdas ./lambdas
+COPY static ./static
+COPY template.yaml ./
+
+ENV EMULATOR_HOST=0.0.0.0 \
+    EMULATOR_BACKEND=external
+EXPOSE 1883 8080
+HEALTHCHECK --interval=5s --timeout=3s --retries=20 \
+  CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+
+CMD ["python", "-m", "emulator", "up", "--host", "0.0.0.0", "--backend", "external"]

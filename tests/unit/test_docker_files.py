@@ -1,0 +1,182 @@
+"""docker-compose.yml and the Dockerfile, checked statically (no Docker engine runs here).
+
+The checks replay what Docker would do with our files: the compose command is parsed by
+the emulator's own argument parser and the service environment goes through the
+emulator's own config loader, so a renamed flag or variable breaks this test, not a
+user's ``docker compose up``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from emulator.cli import build_parser
+from emulator.config import REPO_ROOT, load_config
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+EMULATOR = SERVICES["emulator"]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
+    )
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def instructions(name: str) -> list[str]:
+    return [rest for word, rest in dockerfile() if word == name]
+
+
+def exec_form(value: str | list[str]) -> list[str]:
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def workdir() -> Path:
+    return Path(instructions("WORKDIR")[-1])
+
+
+def test_the_three_services_and_their_images() -> None:
+    assert set(SERVICES) == {"emulator", "dynamodb", "kinesis"}
+    assert EMULATOR["build"] in (".", {"context": "."})
+    assert SERVICES["dynamodb"]["image"].split(":")[0] == "amazon/dynamodb-local"
+    image, _, tag = SERVICES["kinesis"]["image"].partition(":")
+    assert image == "ghcr.io/etspaceman/kinesis-mock"
+    lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
+    assert tag == lock["packages"]["node_modules/kinesis-local"]["version"], (
+        "kinesis-mock's image should be the release that `make run` uses through npm"
+    )
+
+
+def test_published_ports_are_the_emulator_defaults() -> None:
+    assert {"1883:1883", "8080:8080"} <= set(EMULATOR["ports"])
+    config = load_config({})
+    assert (config.mqtt_port, config.http_port) == (1883, 8080)
+
+
+def _listening_port(service: str) -> int:
+    spec = SERVICES[service]
+    if service == "dynamodb":
+        command = spec["command"]
+        return int(command[command.index("-port") + 1]) if "-port" in command else 8000
+    return int(spec.get("environment", {}).get("KINESIS_MOCK_PLAIN_PORT", 4568))
+
+
+def test_the_emulator_command_and_environment_reach_the_backends() -> None:
+    """Parse the service's command with our CLI and its environment with our loader."""
+    command = exec_form(EMULATOR["command"])
+    assert command[:3] == ["python", "-m", "emulator"]
+    args = build_parser().parse_args(command[3:])
+    assert args.command == "up"
+    flags = {k: v for k, v in vars(args).items() if k not in {"handler", "command"}}
+    env = {str(k): str(v) for k, v in EMULATOR["environment"].items()}
+    config = load_config(flags, environ=env, cwd=workdir())
+    assert config.backend == "external"
+    assert config.host == "0.0.0.0"  # reachable through the published ports
+    for service, endpoint in (
+        ("dynamodb", config.dynamodb_endpoint),
+        ("kinesis", config.kinesis_endpoint),
+    ):
+        assert endpoint is not None
+        url = urlsplit(endpoint)
+        assert url.scheme == "http" and url.hostname == service
+        assert url.port == _listening_port(service)
+
+
+def test_the_image_command_is_the_compose_command() -> None:
+    image_cmd = exec_form(instructions("CMD")[-1])
+    assert image_cmd[:3] == ["python", "-m", "emulator"]
+    assert image_cmd[3:] == exec_form(EMULATOR["command"])[3:]
+    build_parser().parse_args(image_cmd[3:])
+
+
+@pytest.mark.parametrize("service", ["emulator", "dynamodb", "kinesis"])
+def test_every_service_has_a_health_check(service: str) -> None:
+    check = SERVICES[service]["healthcheck"]
+    assert check["test"][0] in {"CMD", "CMD-SHELL"} and len(check["test"]) > 1
+    assert check["retries"] >= 3
+
+
+def test_the_emulator_health_check_probes_its_health_route() -> None:
+    urls = [part for part in EMULATOR["healthcheck"]["test"] if part.startswith("http")]
+    assert [urlsplit(u).path for u in urls] == ["/health"]
+    assert urlsplit(urls[0]).port == load_config({}).http_port
+    assert "/health" in instructions("HEALTHCHECK")[0]
+
+
+def test_backend_health_checks_target_the_listening_ports() -> None:
+    for service in ("dynamodb", "kinesis"):
+        test = " ".join(SERVICES[service]["healthcheck"]["test"])
+        assert f":{_listening_port(service)}" in test, service
+
+
+def test_the_emulator_waits_for_healthy_backends() -> None:
+    assert EMULATOR["depends_on"] == {
+        "dynamodb": {"condition": "service_healthy"},
+        "kinesis": {"condition": "service_healthy"},
+    }
+
+
+def test_mounted_folders_exist_and_are_what_the_emulator_reads() -> None:
+    mounts = {}
+    for volume in EMULATOR["volumes"]:
+        host, container = volume.split(":")[:2]
+        mounts[Path(container)] = (REPO_ROOT / host).resolve()
+    assert set(mounts.values()) == {
+        REPO_ROOT / "rules",
+        REPO_ROOT / "lambdas",
+        REPO_ROOT / "static",
+    }
+    for container, host in mounts.items():
+        assert host.is_dir()
+        # The image installs the project at WORKDIR, so REPO_ROOT is WORKDIR in there.
+        assert container == workdir() / host.relative_to(REPO_ROOT)
+
+
+def test_the_dockerfile_installs_what_the_run_command_installs() -> None:
+    python = instructions("FROM")[0]
+    version = re.search(r"python:(\d+)\.(\d+)", python)
+    assert version is not None
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    minimum = tuple(int(p) for p in re.findall(r"\d+", project["requires-python"])[:2])
+    assert (int(version[1]), int(version[2])) >= minimum
+    runs = " && ".join(instructions("RUN"))
+    assert re.search(r"pip install [^&]*(-e )?\.", runs), "the project and its dependencies"
+    assert "npm install" in runs, "mqtt.js for the page, as `make install` does"
+    assert re.search(r"apt-get install [^&]*\bnodejs\b", runs)
+    assert re.search(r"apt-get install [^&]*\bcurl\b", runs), "the health check uses curl"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "npm install" in makefile and "pip install" in makefile
+
+
+def test_the_dockerfile_copies_what_the_emulator_needs() -> None:
+    copied = set()
+    for rest in instructions("COPY"):
+        copied.update(Path(p).name for p in shlex.split(rest)[:-1])
+    needed = {"pyproject.toml", "README.md", "package.json", "emulator", "rules", "lambdas"}
+    assert needed | {"static"} <= copied
+    for name in copied:
+        assert (REPO_ROOT / name).exists(), name
+    assert {"1883", "8080"} <= set(" ".join(instructions("EXPOSE")).split())
+
+
+def test_the_build_context_leaves_out_local_state() -> None:
+    ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "node_modules", ".git"} <= ignored
