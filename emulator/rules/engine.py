@@ -29,6 +29,7 @@ from emulator.broker.topics import TopicTrie, validate_topic_name
 from emulator.resources import Project
 from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
 from emulator.rules.errors import RuleEvaluationError
+from emulator.rules.external import LoopExternalCalls
 from emulator.rules.statement import NO_MATCH, MessageContext
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class RulesEngine:
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.loops_cut = 0
+        self._external_pending = 0  # statements being evaluated in threads (external.py)
+        self._external_idle = asyncio.Event()
+        self._external_idle.set()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -127,9 +131,57 @@ class RulesEngine:
             self._act(rule, ctx, msg, output)
 
     def _spawn_external(self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage) -> None:
-        log.warning(
-            "rule %s uses get_dynamodb()/aws_lambda(), not available in this build", rule.name
+        """A rule calling get_dynamodb()/aws_lambda() is evaluated in a thread (rules/external.py);
+        its actions then run back on the loop like any other rule's."""
+        loop = self._loop
+        if loop is None:
+            return
+        external = LoopExternalCalls(loop, self.targets)
+        own = MessageContext(
+            topic=ctx.topic,
+            payload=ctx.payload,
+            client_id=ctx.client_id,
+            principal=ctx.principal,
+            timestamp_ms=ctx.timestamp_ms,
+            trace_id=ctx.trace_id,
+            external=external,
+            account_id=ctx.account_id,
         )
+        self._external_pending += 1
+        self._external_idle.clear()
+
+        def evaluate() -> None:
+            try:
+                output = rule.statement.evaluate_matched(own)
+            except RuleEvaluationError as exc:
+                loop.call_soon_threadsafe(self._external_failed, rule, msg, str(exc))
+                return
+            except Exception as exc:  # a bug must not kill the pool thread silently
+                log.exception("rule %s crashed while evaluating", rule.name)
+                loop.call_soon_threadsafe(self._external_failed, rule, msg, repr(exc))
+                return
+            loop.call_soon_threadsafe(self._external_done, rule, own, msg, output)
+
+        loop.run_in_executor(None, evaluate)
+
+    def _external_done(
+        self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage, output: Any
+    ) -> None:
+        try:
+            if output is not NO_MATCH:
+                self._act(rule, ctx, msg, output)
+        finally:
+            self._external_settled()
+
+    def _external_failed(self, rule: CompiledRule, msg: InboundMessage, reason: str) -> None:
+        self.counters[rule.name].errors += 1
+        log.warning("rule %s failed on a message on %s: %s", rule.name, msg.topic, reason)
+        self._external_settled()
+
+    def _external_settled(self) -> None:
+        self._external_pending -= 1
+        if self._external_pending == 0:
+            self._external_idle.set()
 
     def _act(
         self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage, output: Any
@@ -245,6 +297,7 @@ class RulesEngine:
 
     async def wait_idle(self) -> None:
         """Until every queued action has run (tests wait on this, not on time)."""
+        await self._external_idle.wait()
         await self._queue.join()
 
     # -- reporting -------------------------------------------------------------------

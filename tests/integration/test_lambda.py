@@ -170,3 +170,22 @@ async def test_editing_the_handler_changes_behaviour_without_restart(tmp_path: P
         assert json.loads(second.payload) == {"version": 2}
     finally:
         await em.stop()
+
+
+async def test_sql_functions_call_the_local_dynamodb_and_lambda(
+    iot_emulator: EmulatorHandle,
+) -> None:
+    dynamodb = iot_emulator.boto3_client("dynamodb")
+    await asyncio.to_thread(
+        dynamodb.put_item,
+        TableName="labels",
+        Item={"id": {"S": "t-1"}, "label": {"S": "kitchen"}},
+    )
+    client = await iot_emulator.mqtt_client()
+    await client.subscribe("enrich/out", 1)
+    await client.publish("enrich/in", json.dumps({"id": "t-1", "n": 21}), qos=1)
+    out = await client.message_on("enrich/out", timeout=20)
+    assert out.json() == {"label": "kitchen", "n": 21}
+    await client.publish("enrich/in", json.dumps({"id": "nope", "n": 1}), qos=1)
+    missing = await client.message_on("enrich/out", timeout=20)
+    assert missing.json() == {"n": 1}  # no item: get_dynamodb() is Undefined, the key is left out
