@@ -19,7 +19,7 @@ import base64
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from emulator.actions.base import ActionError, ActionTargets
@@ -35,6 +35,7 @@ from emulator.rules.statement import NO_MATCH, MessageContext
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+MATCH_CACHE_SIZE = 65_536
 WORKERS = 8
 
 
@@ -46,16 +47,28 @@ class RuleCounters:
     errors: int = 0
 
 
-@dataclass
 class _Run:
-    """One rule's actions for one message: the error action fires once, after all."""
+    """One rule's actions for one message: the error action fires once, after all.
 
-    rule: CompiledRule
-    ctx: MessageContext
-    msg: InboundMessage
-    pending: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    is_error_action: bool = False  # an error action's failure is only logged, never chained
+    A plain slotted class (one is built per matched message): ``failures`` stays None
+    until an action fails, ``is_error_action`` marks a run whose failures are only logged.
+    """
+
+    __slots__ = ("rule", "ctx", "msg", "pending", "failures", "is_error_action")
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        ctx: MessageContext,
+        msg: InboundMessage,
+        is_error_action: bool = False,
+    ) -> None:
+        self.rule = rule
+        self.ctx = ctx
+        self.msg = msg
+        self.pending = 0
+        self.failures: list[dict[str, str]] | None = None
+        self.is_error_action = is_error_action
 
 
 class RulesEngine:
@@ -73,6 +86,8 @@ class RulesEngine:
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.loops_cut = 0
+        # topic -> matching rules; topics repeat (chat/out), the rule set changes only on load
+        self._match_cache: dict[str, list[tuple[str, CompiledRule]]] = {}
         self._external_pending = 0  # statements being evaluated in threads (external.py)
         self._external_idle = asyncio.Event()
         self._external_idle.set()
@@ -99,12 +114,18 @@ class RulesEngine:
         for rule in rules:
             index.add(rule.statement.topic_filter, rule.name, rule)
         self.rules, self.index, self.project = rules, index, project
+        self._match_cache = {}
         self.counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
         log.info("loaded %d rules from %d files", len(rules), len(project.files))
 
     # -- per message -----------------------------------------------------------------
     def handle(self, msg: InboundMessage) -> None:
-        candidates = self.index.match(msg.topic)
+        candidates = self._match_cache.get(msg.topic)
+        if candidates is None:
+            candidates = self.index.match(msg.topic)
+            if len(self._match_cache) >= MATCH_CACHE_SIZE:
+                self._match_cache.clear()
+            self._match_cache[msg.topic] = candidates
         if not candidates:
             return
         ctx = MessageContext(
@@ -265,9 +286,11 @@ class RulesEngine:
     def _record_failure(self, run: _Run, action: str, resource: str, message: str) -> None:
         self.counters[run.rule.name].actions_failed += 1
         log.warning("rule %s: %s on %s failed: %s", run.rule.name, action, resource or "-", message)
-        run.failures.append(
-            {"failedAction": action, "failedResource": resource, "errorMessage": message}
-        )
+        failure = {"failedAction": action, "failedResource": resource, "errorMessage": message}
+        if run.failures is None:
+            run.failures = [failure]
+        else:
+            run.failures.append(failure)
 
     def _finish(self, run: _Run) -> None:
         if not run.failures or run.rule.error_action is None or run.is_error_action:

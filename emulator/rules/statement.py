@@ -77,6 +77,7 @@ class Statement:
         "function_names",
         "_project",
         "_where",
+        "_fresh_object",
     )
 
     def __init__(self, sql: str, sql_version: str) -> None:
@@ -93,6 +94,9 @@ class Statement:
         compiler = Compiler(sql, sql_version)
         self._project = compiler.projection(tree)
         self._where = compiler.expr(tree.where) if tree.where is not None else None
+        # SELECT a, b, * builds a new dict per message, which may be converted in place;
+        # SELECT VALUE may return a part of the shared document, which must be copied.
+        self._fresh_object = not tree.value
         self.sql = sql
         self.sql_version = sql_version
         self.topic_filter = tree.source
@@ -121,7 +125,30 @@ class Statement:
             return NO_MATCH  # SELECT VALUE of an Undefined value: no message to act on
         if type(out) is bytes:
             return out
+        if self._fresh_object and type(out) is dict:
+            return _json_in_place(out, self.sql_version)
         return to_json(out, self.sql_version)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _json_in_place(out: dict[str, Any], sql_version: str) -> dict[str, Any]:
+    """``to_json`` for a dict the projection just built: only values that need it change."""
+    plain = _PLAIN
+    changes: list[tuple[str, Any]] | None = None
+    for key, value in out.items():
+        if type(value) not in plain:
+            if changes is None:
+                changes = []
+            changes.append((key, value))
+    if changes is not None:
+        for key, value in changes:
+            if value is UNDEFINED:
+                del out[key]
+            else:
+                out[key] = to_json(value, sql_version)
+    return out
 
 
 def compile_statement(sql: str, sql_version: str = "2016-03-23") -> Statement:

@@ -13,6 +13,11 @@ import re
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Final
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the standard parser still works
+    _orjson = None  # type: ignore[assignment]
+
 DECIMAL_CONTEXT = Context(prec=34)
 
 
@@ -154,8 +159,25 @@ def equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# A digit followed by '.', 'e' or 'E' (a Decimal), or 19 digits in a row (an integer that
+# may not fit 64 bits): orjson would read either as a binary double. Inside strings these
+# only cost the slower, exact path.
+_MAYBE_DECIMAL = re.compile(rb"[0-9](?:[.eE]|[0-9]{18})")
+
+
 def parse_json(payload: bytes) -> Any:
-    """The payload as a document, or UNDEFINED when it is not JSON (binary payloads)."""
+    """The payload as a document, or UNDEFINED when it is not JSON (binary payloads).
+
+    Fast path: orjson, for payloads without decimal numbers (34-digit Decimals need the
+    standard parser with ``parse_float=Decimal``). Anything orjson refuses (NaN, integers
+    over 64 bits, lone surrogates, deep nesting) takes the standard path, so results do
+    not depend on which parser ran.
+    """
+    if _orjson is not None and not _MAYBE_DECIMAL.search(payload):
+        try:
+            return _orjson.loads(payload)
+        except _orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(payload, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
