@@ -30,7 +30,7 @@ from typing import Any
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, StreamWriterAdapter, WriterAdapter
 from amqtt.broker import Broker
 
-from emulator.broker.auth import Authorizer, ClientIdentity, Decision
+from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.messages import InboundMessage
 from emulator.broker.sessions import MAX_QUEUED, Outgoing, Session
@@ -152,7 +152,7 @@ class IoTBroker(Broker):
     # -- authorization -----------------------------------------------------------------
     def authorize(self, identity: ClientIdentity, action: str, resource: str) -> Decision:
         if self.authorizer is None:
-            return Decision(True)
+            return ALLOW
         decision = self.authorizer.check(identity, action, resource)
         if not decision.allowed:
             log.warning(

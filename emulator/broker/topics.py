@@ -96,11 +96,16 @@ class TopicTrie(Generic[K, D]):
     whatever goes with it (a QoS, a compiled rule). One key holds one entry per filter.
     """
 
-    __slots__ = ("_root", "_count")
+    __slots__ = ("_root", "_count", "_cache")
+
+    # Topics repeat (a room's topic, chat/out), so match results are memoized per topic
+    # until the next change; churn only costs a cache clear.
+    CACHE_SIZE = 65_536
 
     def __init__(self) -> None:
         self._root: _Node[K, D] = _Node()
         self._count = 0
+        self._cache: dict[str, list[tuple[K, D]]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -118,6 +123,8 @@ class TopicTrie(Generic[K, D]):
                 node = node.children.setdefault(level, _Node())
             bucket = node.entries
         new = key not in bucket
+        if new or bucket[key] != data:
+            self._cache.clear()
         bucket[key] = data
         self._count += new
         return new
@@ -141,6 +148,7 @@ class TopicTrie(Generic[K, D]):
             return False
         del bucket[key]
         self._count -= 1
+        self._cache.clear()
         for parent, level in reversed(path):
             child = parent.children[level]
             if child.children or child.entries or child.hash_entries:
@@ -161,7 +169,18 @@ class TopicTrie(Generic[K, D]):
 
     def match(self, topic: str) -> list[tuple[K, D]]:
         """Every ``(key, data)`` whose filter matches ``topic``; a key may appear once per
-        matching filter (callers that need one delivery per key pick the highest QoS)."""
+        matching filter (callers that need one delivery per key pick the highest QoS).
+        The list is shared with later calls for the same topic: do not modify it."""
+        found = self._cache.get(topic)
+        if found is not None:
+            return found
+        found = self._walk(topic)
+        if len(self._cache) >= self.CACHE_SIZE:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def _walk(self, topic: str) -> list[tuple[K, D]]:
         levels = topic.split("/")
         out: list[tuple[K, D]] = []
         last = len(levels)

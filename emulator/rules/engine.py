@@ -35,7 +35,6 @@ from emulator.rules.statement import NO_MATCH, MessageContext
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
-MATCH_CACHE_SIZE = 65_536
 WORKERS = 8
 
 
@@ -86,8 +85,6 @@ class RulesEngine:
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.loops_cut = 0
-        # topic -> matching rules; topics repeat (chat/out), the rule set changes only on load
-        self._match_cache: dict[str, list[tuple[str, CompiledRule]]] = {}
         self._external_pending = 0  # statements being evaluated in threads (external.py)
         self._external_idle = asyncio.Event()
         self._external_idle.set()
@@ -114,18 +111,12 @@ class RulesEngine:
         for rule in rules:
             index.add(rule.statement.topic_filter, rule.name, rule)
         self.rules, self.index, self.project = rules, index, project
-        self._match_cache = {}
         self.counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
         log.info("loaded %d rules from %d files", len(rules), len(project.files))
 
     # -- per message -----------------------------------------------------------------
     def handle(self, msg: InboundMessage) -> None:
-        candidates = self._match_cache.get(msg.topic)
-        if candidates is None:
-            candidates = self.index.match(msg.topic)
-            if len(self._match_cache) >= MATCH_CACHE_SIZE:
-                self._match_cache.clear()
-            self._match_cache[msg.topic] = candidates
+        candidates = self.index.match(msg.topic)  # memoized per topic by the trie
         if not candidates:
             return
         ctx = MessageContext(

@@ -60,7 +60,10 @@ def tokenize(sql: str) -> list[Token]:
     n = len(sql)
 
     def fail(message: str, at: int) -> RuleSyntaxError:
-        return RuleSyntaxError(message, sql, line, at - line_start + 1)
+        # From the offset itself: a string may span lines, so the running counters can
+        # already be past the token's start.
+        at_line = sql.count("\n", 0, at) + 1
+        return RuleSyntaxError(message, sql, at_line, at - (sql.rfind("\n", 0, at) + 1) + 1)
 
     while i < n:
         ch = sql[i]

@@ -146,3 +146,17 @@ def test_trie_remove_restores_empty(filters: list[str], data: st.DataObject) -> 
         assert trie.remove(f, i)
     assert len(trie) == 0
     assert trie._root.children == {}
+
+
+def test_memoized_matches_follow_every_change() -> None:
+    trie: TopicTrie[str, int] = TopicTrie()
+    trie.add("room/+", "a", 0)
+    assert trie.match("room/1") == [("a", 0)]
+    trie.add("room/#", "b", 1)
+    assert sorted(trie.match("room/1")) == [("a", 0), ("b", 1)]
+    trie.add("room/#", "b", 0)  # same key and filter, new data (a re-subscription's QoS)
+    assert sorted(trie.match("room/1")) == [("a", 0), ("b", 0)]
+    trie.remove("room/+", "a")
+    assert trie.match("room/1") == [("b", 0)]
+    trie.remove("room/#", "b")
+    assert trie.match("room/1") == []
