@@ -88,6 +88,8 @@ class IoTBroker(Broker):
         self.tcp_port = 0
         self._versions: dict[str, int] = {}
         self._connections: set[asyncio.Task[Any]] = set()
+        # (at most this many connections, future) for wait_connections()
+        self._count_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.published = 0
         self.delivered = 0
         # Called with the client ID when a persistent session expires (tests, /health).
@@ -144,10 +146,31 @@ class IoTBroker(Broker):
         finally:
             if task is not None:
                 self._connections.discard(task)
+                if self._count_waiters:
+                    self._wake_count_waiters()
 
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    async def wait_connections(self, at_most: int = 0) -> None:
+        """Until no more than ``at_most`` connection tasks are left (tests: nothing leaked)."""
+        if len(self._connections) <= at_most:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._count_waiters.append((at_most, future))
+        await future
+
+    def _wake_count_waiters(self) -> None:
+        count = len(self._connections)
+        keep = []
+        for at_most, future in self._count_waiters:
+            if count <= at_most:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((at_most, future))
+        self._count_waiters = keep
 
     # -- authorization -----------------------------------------------------------------
     def authorize(self, identity: ClientIdentity, action: str, resource: str) -> Decision:
