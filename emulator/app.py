@@ -8,6 +8,7 @@ engine -> broker -> HTTP server. ``stop()`` unwinds in reverse and collects erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -50,6 +51,15 @@ def process_start_time() -> float:
         return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return time.time()
+
+
+def _canceller(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return cancel
 
 
 class StartupError(Exception):
@@ -117,6 +127,8 @@ class Emulator:
             self.targets.dynamodb = self.backends.dynamodb
             self.targets.kinesis = self.backends.kinesis
             self.health_sections["backends"] = self.backends.health
+            monitor = asyncio.create_task(self.backends.monitor(lambda: self.project))
+            self._stoppers.append(("backend monitor", _canceller(monitor)))
         await self.functions.start(self.project.functions)
         self._stoppers.append(("functions", self.functions.stop))
         self.health_sections["functions"] = self.functions.health

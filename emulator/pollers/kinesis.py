@@ -84,25 +84,37 @@ class KinesisPoller:
 
     async def _poll(self, shard_id: str) -> None:
         m = self.mapping
-        iterator = (
-            await self.kinesis.get_shard_iterator(
-                StreamName=m.stream,
-                ShardId=shard_id,
-                ShardIteratorType=m.starting_position,
-            )
-        )["ShardIterator"]
+        position = m.starting_position
+        iterator: str | None = None
         pending: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
         window_end: float | None = None
+        failing = False
         while True:
             try:
+                if iterator is None:
+                    iterator = (
+                        await self.kinesis.get_shard_iterator(
+                            StreamName=m.stream, ShardId=shard_id, ShardIteratorType=position
+                        )
+                    )["ShardIterator"]
                 response = await self.kinesis.get_records(
                     ShardIterator=iterator, Limit=m.batch_size
                 )
             except Exception as exc:
-                log.warning("mapping %s -> %s: GetRecords failed: %s", m.stream, m.function, exc)
+                if not failing:
+                    log.warning(
+                        "mapping %s -> %s: reading the stream failed: %s", m.stream, m.function, exc
+                    )
+                failing = True
+                # The stream may have been recreated (a restarted backend comes back empty):
+                # start over from its beginning with a fresh iterator.
+                iterator, position = None, "TRIM_HORIZON"
                 await asyncio.sleep(1.0)
                 continue
+            if failing:
+                log.warning("mapping %s -> %s: reading the stream again", m.stream, m.function)
+                failing = False
             iterator = response.get("NextShardIterator") or iterator
             for record in response.get("Records", []):
                 record["_shard"] = shard_id

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,9 @@ class Backends:
         self.kinesis: Any = None
         self._children: list[ChildProcess] = []
         self._stack = contextlib.AsyncExitStack()
+        self.up = True  # as last seen by monitor()
+        self._state_waiters: list[tuple[bool, asyncio.Future[None]]] = []
+        self.outages = 0
 
     async def start(self) -> None:
         host = "127.0.0.1"
@@ -154,13 +158,20 @@ class Backends:
             }
         else:
             raise BackendError(f"unknown backend {self.kind!r} (auto, moto, local, external)")
+        from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
         session = get_session()
+        # Fail fast when a backend is down: the action goes to its error action within
+        # seconds instead of after botocore's long default retry schedule.
+        client_config = AioConfig(
+            connect_timeout=2, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"}
+        )
         for service in ("dynamodb", "kinesis"):
             client = await self._stack.enter_async_context(
                 session.create_client(
                     service,
+                    config=client_config,
                     region_name=self.config.region,
                     endpoint_url=self.endpoints[service],
                     **DUMMY_CREDENTIALS,
@@ -297,5 +308,73 @@ class Backends:
         for child in reversed(self._children):
             await child.stop()
 
+    # -- supervision ---------------------------------------------------------------
+    async def monitor(self, project: Callable[[], Project], interval: float = 1.0) -> None:
+        """Watch the backends for as long as the emulator runs.
+
+        A child process that died (moto, DynamoDB Local, kinesis-mock) is restarted on its
+        port; a backend that answers again after an outage (a restarted container, an
+        external endpoint) gets the project's tables and streams again, since in-memory
+        backends come back empty. Meanwhile actions fail into their error actions.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            restarted = False
+            for child in self._children:
+                if child.proc is not None and child.proc.returncode is not None:
+                    log.error(
+                        "backend %s exited with code %s; restarting it",
+                        child.name,
+                        child.proc.returncode,
+                    )
+                    restarted = True
+                    try:
+                        await child.start()
+                    except BackendError as exc:
+                        log.error("%s", exc)
+            # A restarted child is empty, however quickly it answers: count it as down.
+            ok = False if restarted else await self._answers()
+            if ok == self.up:
+                continue
+            if not ok:
+                self.outages += 1
+                log.error("backend down: %s; actions fail until it is back", self.endpoints)
+            else:
+                try:
+                    await self.provision(project())
+                except Exception as exc:
+                    log.warning("backend is back but provisioning failed: %s", exc)
+                    continue
+                log.warning("backend is back: tables and streams provisioned again")
+            self.up = ok
+            self._wake_state_waiters()
+
+    async def _answers(self) -> bool:
+        try:
+            async with asyncio.timeout(3):
+                await self.dynamodb.list_tables(Limit=1)
+                await self.kinesis.list_streams(Limit=1)
+        except Exception:
+            return False
+        return True
+
+    async def wait_state(self, up: bool) -> None:
+        """Until ``monitor`` has seen the backends go down (False) or come back (True)."""
+        if self.up == up:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._state_waiters.append((up, future))
+        await future
+
+    def _wake_state_waiters(self) -> None:
+        keep = []
+        for up, future in self._state_waiters:
+            if up == self.up:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((up, future))
+        self._state_waiters = keep
+
     def health(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.endpoints}
+        return {"kind": self.kind, "up": self.up, "outages": self.outages, **self.endpoints}
