@@ -19,6 +19,8 @@ from aiohttp import web
 
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
+from emulator.broker.policy import PolicyError, PolicySet
+from emulator.broker.policy_files import load_policy_files
 from emulator.config import Config
 from emulator.dataplane.routes import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
@@ -87,6 +89,7 @@ class Emulator:
         add_invoke_routes(self.http_app, self.functions)
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
+        self.auth_state = "open (no IoT policies loaded)"
         self.watcher: RuleWatcher | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -141,6 +144,12 @@ class Emulator:
                 )
                 await poller.start()
                 self._stoppers.append((f"kinesis mapping {mapping.stream}", poller.stop))
+        try:
+            self._apply_policies(self.project)
+        except PolicyError as exc:
+            raise StartupError(str(exc)) from exc
+        if self.config.no_auth:
+            log.warning("IoT policies are NOT enforced (--no-auth): AWS would check every client")
         await self.rules.start()
         self.rules.load(self.project)
         self._stoppers.append(("rules", self.rules.stop))
@@ -160,7 +169,33 @@ class Emulator:
         except OSError as exc:
             raise StartupError(f"HTTP port {self.config.http_port}: {exc.strerror}") from exc
 
+    def _apply_policies(self, project: Project) -> None:
+        """Enforce the project's policies and ``--policy`` files, unless ``--no-auth``.
+
+        With no policy at all, clients are not restricted (AWS would deny everything);
+        the ready line and /health say which of the three it is.
+        """
+        if self.config.no_auth:
+            self.auth_state = "OFF (--no-auth: IoT policies are NOT enforced)"
+            self.broker.set_authorizer(None)
+            return
+        specs = list(project.policies)
+        specs += load_policy_files(self.config.policies, self.config.region, self.config.account_id)
+        if not specs:
+            self.auth_state = "open (no IoT policies loaded)"
+            self.broker.set_authorizer(None)
+            return
+        policies = PolicySet(specs, self.config.region, self.config.account_id)
+        for warning in policies.warnings:
+            log.warning("%s", warning)
+        self.auth_state = f"enforced ({', '.join(policies.names)})"
+        self.broker.set_authorizer(policies)
+
     def _apply_project(self, project: Project) -> None:
+        try:
+            self._apply_policies(project)
+        except PolicyError as exc:
+            log.error("policies not reloaded, the previous ones stay active: %s", exc)
         self.project = project
         self.rules.load(project)
         asyncio.get_running_loop().create_task(self._apply_services(project))
@@ -203,6 +238,7 @@ class Emulator:
         body: dict[str, Json] = {
             "status": "ok",
             "mqtt": {"tcp": self.mqtt_port, "ws": "/mqtt"},
+            "auth": self.auth_state,
             "http": self.http_port,
         }
         for name, section in self.health_sections.items():
@@ -219,5 +255,6 @@ class Emulator:
         return (
             f"ready in {took:.2f}s: mqtt://{host}:{self.mqtt_port} "
             f"ws://{host}:{self.http_port}/mqtt http://{host}:{self.http_port}/ "
-            f"backend={backend} rules={len(self.rules.rules)} functions={len(self.functions.pools)}"
+            f"backend={backend} rules={len(self.rules.rules)} functions={len(self.functions.pools)} "
+            f"auth={self.auth_state}"
         )

@@ -118,6 +118,13 @@ class IoTBroker(Broker):
     def set_on_message(self, on_message: OnMessage | None) -> None:
         self.on_message = on_message
 
+    def set_authorizer(self, authorizer: Authorizer | None) -> None:
+        """New policies (hot reload): cached Receive decisions are dropped; subscriptions
+        stay, as on AWS, where a policy change applies to messages from then on."""
+        self.authorizer = authorizer
+        for session in self.iot_sessions.values():
+            session.receive_cache.clear()
+
     # -- connections -------------------------------------------------------------------
     async def _client_connected(
         self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from emulator.config import Config
 from emulator.resources import Project
@@ -232,6 +233,22 @@ class Backends:
         """Poll each API until it answers (no fixed sleeps), up to READY_TIMEOUT."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT
+        # First the ports, with plain connects: the clients' retry backoff would add up to
+        # a second to each refused attempt while a child process is still booting.
+        for name, endpoint in self.endpoints.items():
+            url = urlsplit(endpoint)
+            delay = 0.01
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection(url.hostname, url.port or 80)
+                    writer.close()
+                    break
+                except OSError as exc:
+                    self._check_children(exc)
+                    if loop.time() > deadline:
+                        raise BackendError(f"{name} at {endpoint} not reachable: {exc}") from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.5)
         for name, call in (
             ("dynamodb", lambda: self.dynamodb.list_tables()),
             ("kinesis", lambda: self.kinesis.list_streams()),
@@ -242,17 +259,20 @@ class Backends:
                     await call()  # type: ignore[no-untyped-call]
                     break
                 except Exception as exc:
-                    for child in self._children:
-                        if child.proc is not None and child.proc.returncode is not None:
-                            raise BackendError(
-                                f"{child.name} exited with code {child.proc.returncode}"
-                            ) from exc
+                    self._check_children(exc)
                     if loop.time() > deadline:
                         raise BackendError(
                             f"{name} at {self.endpoints[name]} not ready: {exc}"
                         ) from exc
                     await asyncio.sleep(delay)
                     delay = min(delay * 1.5, 0.5)
+
+    def _check_children(self, exc: Exception) -> None:
+        for child in self._children:
+            if child.proc is not None and child.proc.returncode is not None:
+                raise BackendError(
+                    f"{child.name} exited with code {child.proc.returncode}"
+                ) from exc
 
     async def provision(self, project: Project) -> None:
         """Create the project's tables and streams; existing ones are left as they are."""
