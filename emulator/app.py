@@ -31,6 +31,7 @@ from emulator.rules.engine import RulesEngine
 from emulator.rules.loader import load_project
 from emulator.rules.reload import RuleWatcher
 from emulator.services.backends import BackendError, Backends
+from emulator.transport import sigv4
 from emulator.transport.websocket import WebSocketEndpoint
 from emulator.web import add_routes as add_web_routes
 
@@ -83,7 +84,7 @@ class Emulator:
         self.broker = IoTBroker(config, on_message=self.rules.handle)
         self.targets.publish = self.broker.publish
         self.targets.functions = self.functions
-        self.websocket = WebSocketEndpoint(self.broker)
+        self.websocket = WebSocketEndpoint(self.broker, self._authenticate_websocket)
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
         add_dataplane_routes(self.http_app, self.broker)
         add_invoke_routes(self.http_app, self.functions)
@@ -99,6 +100,21 @@ class Emulator:
         self._stoppers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         # Extra /health sections contributed by parts: name -> callable returning JSON.
         self.health_sections: dict[str, Callable[[], Json]] = {}
+
+    def _authenticate_websocket(self, request: web.Request) -> str | None:
+        """The principal of a SigV4-presigned /mqtt URL (its access key); see sigv4.py."""
+        query = dict(request.query)
+        if not sigv4.is_presigned(query):
+            return None
+        credentials = dict(self.config.credentials)
+        try:
+            access_key = sigv4.verify(query, request.host, request.path, credentials)
+        except sigv4.SignatureError as exc:
+            log.warning("refused a WebSocket from %s: %s", request.remote, exc)
+            raise web.HTTPForbidden(text=f"{exc}\n") from exc
+        if not credentials:
+            log.info("WebSocket signed by access key %s (signature not checked)", access_key)
+        return access_key
 
     # -- lifecycle -----------------------------------------------------------------
     def _endpoints(self) -> dict[str, str]:

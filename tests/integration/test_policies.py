@@ -217,3 +217,42 @@ def test_policy_test_command_reports_unusable_input(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "policy bad statement 0: Effect" in result.stderr
+
+
+def presigned_query(port: int, secret: str) -> str:
+    from urllib.parse import urlsplit
+
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=f"http://127.0.0.1:{port}/mqtt")
+    auth = SigV4QueryAuth(Credentials("AKIDLOCAL", secret), "iotdevicegateway", "us-east-1", 300)
+    auth.add_auth(request)
+    return urlsplit(request.url).query
+
+
+async def test_sigv4_presigned_websocket_urls_are_verified() -> None:
+    import aiohttp
+
+    em = await start_emulator(rules=[], credentials={"AKIDLOCAL": "local-secret"})
+    watcher = client(em, "watcher")
+    try:
+        await watcher.connect()
+        await watcher.subscribe("$aws/events/presence/connected/signed", 1)
+        port = em.http_port or 0
+        async with aiohttp.ClientSession() as session:
+            good = f"http://127.0.0.1:{port}/mqtt?{presigned_query(port, 'local-secret')}"
+            async with session.ws_connect(good, protocols=("mqtt",)) as ws:
+                await ws.send_bytes(connect_packet("signed"))
+                connack = await ws.receive_bytes(timeout=10)
+                assert connack[0] >> 4 == codec.CONNACK and connack[3] == 0
+                event = (await watcher.message_on("$aws/events/presence/connected/signed")).json()
+                assert event["principalIdentifier"] == "AKIDLOCAL"
+            bad = f"http://127.0.0.1:{port}/mqtt?{presigned_query(port, 'wrong-secret')}"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(bad, protocols=("mqtt",))
+            assert refused.value.status == 403
+    finally:
+        await watcher.close()
+        await em.stop()
