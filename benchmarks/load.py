@@ -175,7 +175,11 @@ class Client(asyncio.Protocol):
     def _flush_ws(self) -> None:
         data, self._ws_out = b"".join(self._ws_out), []
         if data:
-            asyncio.ensure_future(self.ws.send_bytes(data))
+            asyncio.ensure_future(self._send_ws(data))
+
+    async def _send_ws(self, data: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # closing: nothing to send to
+            await self.ws.send_bytes(data)
 
     async def drain(self) -> None:
         await self._can_write.wait()

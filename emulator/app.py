@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -77,6 +78,7 @@ class Emulator:
         self.started_at = process_start_time()
         self.http_app = web.Application(client_max_size=256 * 1024)
         self.http_app.router.add_get("/health", self._health)
+        self.http_app.router.add_get("/debug/memory", self._memory)
         self.backends = Backends(config)
         self.functions = FunctionService(config, self._endpoints)
         self.targets = ActionTargets()
@@ -253,7 +255,13 @@ class Emulator:
     def health(self) -> Json:
         body: dict[str, Json] = {
             "status": "ok",
-            "mqtt": {"tcp": self.mqtt_port, "ws": "/mqtt"},
+            "mqtt": {
+                "tcp": self.mqtt_port,
+                "ws": "/mqtt",
+                "connections": self.broker.connection_count,
+                "sessions": len(self.broker.iot_sessions),
+                "subscriptions": len(self.broker.topic_subscriptions),
+            },
             "auth": self.auth_state,
             "http": self.http_port,
         }
@@ -263,6 +271,18 @@ class Emulator:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response(self.health())
+
+    async def _memory(self, request: web.Request) -> web.Response:
+        """After a full collection: live Python objects and resident memory (leak hunting;
+        the churn benchmark compares them before and after its clients leave)."""
+        gc.collect()
+        rss_kib = 0
+        with contextlib.suppress(OSError):
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss_kib = int(line.split()[1])
+        return web.json_response({"objects": len(gc.get_objects()), "rss_kib": rss_kib})
 
     def ready_line(self) -> str:
         host = self.config.host

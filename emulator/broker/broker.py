@@ -59,6 +59,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+VERSIONS_KEPT = 10_000
+
+
 class IoTBroker(Broker):
     """amqtt broker with AWS IoT semantics and a fast delivery path."""
 
@@ -207,8 +210,14 @@ class IoTBroker(Broker):
 
     # -- sessions ----------------------------------------------------------------------
     def next_version(self, client_id: str) -> int:
-        version = self._versions.get(client_id, -1) + 1
-        self._versions[client_id] = version
+        """The lifecycle ``versionNumber``: per client ID, increasing across connections.
+        Remembered for the last VERSIONS_KEPT client IDs, so unique IDs (a fresh one per
+        page load) do not grow memory without bound."""
+        versions = self._versions
+        version = versions.pop(client_id, -1) + 1  # re-inserted last: most recent
+        versions[client_id] = version
+        if len(versions) > VERSIONS_KEPT:
+            del versions[next(iter(versions))]
         return version
 
     def drop_session(self, session: Session) -> None:

@@ -100,7 +100,7 @@ class TopicTrie(Generic[K, D]):
 
     # Topics repeat (a room's topic, chat/out), so match results are memoized per topic
     # until the next change; churn only costs a cache clear.
-    CACHE_SIZE = 65_536
+    CACHE_SIZE = 4096  # hot topics are few (rooms); unique ones (lifecycle) must not pile up
 
     def __init__(self) -> None:
         self._root: _Node[K, D] = _Node()
