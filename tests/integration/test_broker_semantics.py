@@ -235,4 +235,10 @@ async def test_health_reports_ports(emulator: Emulator) -> None:
         async with http.get(f"http://127.0.0.1:{emulator.http_port}/health") as resp:
             body = await resp.json()
     assert body["status"] == "ok"
-    assert body["mqtt"] == {"tcp": emulator.mqtt_port, "ws": "/mqtt"}
+    assert body["mqtt"] == {
+        "tcp": emulator.mqtt_port,
+        "ws": "/mqtt",
+        "connections": 0,
+        "sessions": 0,
+        "subscriptions": 0,
+    }
