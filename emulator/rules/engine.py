@@ -19,6 +19,7 @@ import base64
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,7 @@ class RulesEngine:
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.loops_cut = 0
+        self._republished: list[InboundMessage] = []  # flushed by one callback per loop turn
         self._external_pending = 0  # statements being evaluated in threads (external.py)
         self._external_idle = asyncio.Event()
         self._external_idle.set()
@@ -246,8 +248,18 @@ class RulesEngine:
             timestamp_ms=run.msg.timestamp_ms,
             hops=hops,
         )
-        self._loop.call_soon(publish, message)
+        # Republished messages go back to the broker on the next loop turn, as on AWS they
+        # are new messages; one callback per turn carries all of them, in order.
+        pending = self._republished
+        pending.append(message)
+        if len(pending) == 1:
+            self._loop.call_soon(self._flush_republished, publish)
         self.counters[run.rule.name].actions_ok += 1
+
+    def _flush_republished(self, publish: Callable[[InboundMessage], None]) -> None:
+        batch, self._republished = self._republished, []
+        for message in batch:
+            publish(message)
 
     async def _worker(self) -> None:
         while True:
