@@ -73,13 +73,13 @@ class StartupError(Exception):
 class Emulator:
     """One emulator instance: the broker, the rules, the functions, the HTTP server."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, backends: Backends | None = None) -> None:
         self.config = config
         self.started_at = process_start_time()
         self.http_app = web.Application(client_max_size=256 * 1024)
         self.http_app.router.add_get("/health", self._health)
         self.http_app.router.add_get("/debug/memory", self._memory)
-        self.backends = Backends(config)
+        self.backends = backends or Backends(config)
         self.functions = FunctionService(config, self._endpoints)
         self.targets = ActionTargets()
         self.rules = RulesEngine(self.targets, config.max_hops, config.account_id)
@@ -137,7 +137,9 @@ class Emulator:
             or self.project.functions
             or self.config.backend not in ("auto",)
         )
-        if needs_services:
+        if not needs_services:
+            await self.backends.stop()  # processes `up` may have spawned ahead are not needed
+        else:
             try:
                 await self.backends.start()
             except BackendError as exc:

@@ -69,9 +69,19 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config) -> int:
+    from emulator.services.backends import BackendError, Backends
+
+    # Backend processes first: moto (or DynamoDB Local) boots while the rest is imported.
+    backends = Backends(config)
+    try:
+        await backends.spawn()
+    except BackendError as exc:
+        log.error("cannot start: %s", exc)
+        await backends.stop()
+        return 1
     from emulator.app import Emulator, StartupError
 
-    emulator = Emulator(config)
+    emulator = Emulator(config, backends)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -129,12 +129,18 @@ class Backends:
         self.dynamodb: Any = None
         self.kinesis: Any = None
         self._children: list[ChildProcess] = []
+        self._spawned = False
         self._stack = contextlib.AsyncExitStack()
         self.up = True  # as last seen by monitor()
         self._state_waiters: list[tuple[bool, asyncio.Future[None]]] = []
         self.outages = 0
 
-    async def start(self) -> None:
+    async def spawn(self) -> None:
+        """Start the backend processes, without waiting for them. ``up`` calls this before
+        it imports the rest of the emulator, so moto boots while those imports run."""
+        if self._spawned:
+            return
+        self._spawned = True
         host = "127.0.0.1"
         if self.kind == "moto":
             port = free_port(host)
@@ -159,6 +165,10 @@ class Backends:
             }
         else:
             raise BackendError(f"unknown backend {self.kind!r} (auto, moto, local, external)")
+
+    async def start(self) -> None:
+        """Spawn (unless ``spawn`` did), connect the clients, wait until the APIs answer."""
+        await self.spawn()
         from aiobotocore.config import AioConfig
         from aiobotocore.session import get_session
 
