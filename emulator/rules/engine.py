@@ -204,13 +204,30 @@ class RulesEngine:
         run = _Run(rule, ctx, msg)
         version = rule.spec.aws_iot_sql_version
         for action in rule.actions:
+            template = action.templates.get("topic") if action.spec.type == "republish" else None
+            if template is not None:  # the hot path (chat): no request dict, straight through
+                try:
+                    topic = template.render(ctx, version)
+                except RuleEvaluationError as exc:
+                    self._failed(run, action, str(exc))
+                    continue
+                params = action.spec.params
+                self._republish(
+                    run,
+                    action,
+                    topic,
+                    output,
+                    int(params.get("qos", 0)),
+                    bool(params.get("retain", False)),
+                )
+                continue
             try:
                 request = render(action, ctx, output, version)
             except RuleEvaluationError as exc:
                 self._failed(run, action, str(exc))
                 continue
             if request["type"] == "republish":
-                self._republish(run, action, request)
+                self._republish_request(run, action, request)
             else:
                 run.pending += 1
                 try:
@@ -221,8 +238,22 @@ class RulesEngine:
         if run.pending == 0:
             self._finish(run)
 
-    def _republish(self, run: _Run, action: CompiledAction, request: dict[str, Any]) -> None:
-        topic = request["topic"]
+    def _republish_request(
+        self, run: _Run, action: CompiledAction, request: dict[str, Any]
+    ) -> None:
+        self._republish(
+            run, action, request["topic"], request["payload"], request["qos"], request["retain"]
+        )
+
+    def _republish(
+        self,
+        run: _Run,
+        action: CompiledAction,
+        topic: str,
+        output: Any,
+        qos: int,
+        retain: bool,
+    ) -> None:
         problem = validate_topic_name(topic)
         if problem:
             self._failed(run, action, f"cannot republish to {topic!r}: {problem}")
@@ -240,9 +271,9 @@ class RulesEngine:
             return
         message = InboundMessage(
             topic=topic,
-            payload=payload_bytes(request["payload"]),
-            qos=request["qos"],
-            retain=request["retain"],
+            payload=payload_bytes(output),
+            qos=qos,
+            retain=retain,
             client_id=None,
             principal=None,
             timestamp_ms=run.msg.timestamp_ms,
@@ -315,7 +346,7 @@ class RulesEngine:
         # The error action's own failure is only logged (AWS does not chain error actions).
         sink = _Run(run.rule, run.ctx, run.msg, is_error_action=True)
         if request["type"] == "republish":
-            self._republish(sink, action, request)
+            self._republish_request(sink, action, request)
         else:
             sink.pending = 1
             with contextlib.suppress(asyncio.QueueFull):

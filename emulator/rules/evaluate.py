@@ -147,6 +147,18 @@ class Compiler:
         args = [self.expr(a) for a in node.args]
         impl = function.impl
         name = node.name
+        if not args:  # clientid(), timestamp(), topic(): no argument list to build per call
+            no_args: list[Any] = []
+
+            def call0(env: Env) -> Any:
+                try:
+                    return impl(env, no_args)
+                except RuleEvaluationError:
+                    raise
+                except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
+                    raise RuleEvaluationError(f"{name}(): {exc}") from exc
+
+            return call0
 
         def call(env: Env) -> Any:
             try:
