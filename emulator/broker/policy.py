@@ -1,28 +1,58 @@
-"""AWS IoT policy evaluation (iot-policies.md, iot-action-resources.md, pub-sub-policy.md).
+"""AWS IoT policy evaluation: the broker's ``Authorizer``.
 
-Pure: documents are compiled once into ``PolicySet``; ``check`` answers the broker's
-questions (``Authorizer``) from the client's identity, the action and the bare resource
-(client ID, topic or topic filter), which it turns into the ARN a policy names.
+Theory of operation
+-------------------
+``compile_policies`` parses every document once (``iot-policies.md``): each statement
+becomes a ``Statement`` holding one case-insensitive regex for its actions and one regex
+for all of its resources. Statements are then indexed by the five MQTT actions the broker
+asks about, so a check only looks at the statements that name its action.
 
-Rules followed: explicit Deny beats Allow, no matching Allow is an implicit deny; ``*``
-matches any characters and ``?`` one, in actions (case-insensitive) and resources;
-MQTT's ``+`` and ``#`` are literal characters in a policy; ``${iot:ClientId}``,
-``${aws:SourceIp}`` and the escapes ``${*}``, ``${?}``, ``${$}`` are substituted. A
-variable the emulator cannot resolve (thing and certificate variables: there is no
-registry here) makes that resource match nothing. ``Condition`` blocks are not evaluated:
-statements with one are skipped and reported when the policy is compiled.
+``PolicySet.check(identity, action, resource)`` turns the bare resource (client ID, topic,
+topic filter) into the ARN a policy names (``iot-action-resources.md``)::
+
+    iot:Connect                              arn:aws:iot:<region>:<account>:client/<client id>
+    iot:Publish, iot:Receive, RetainPublish  arn:aws:iot:<region>:<account>:topic/<topic>
+    iot:Subscribe                            arn:aws:iot:<region>:<account>:topicfilter/<filter>
+
+then applies IAM's rule: an explicit ``Deny`` wins, else any ``Allow``, else the request is
+denied (implicit deny).
+
+Matching (``pub-sub-policy.md``, and IAM's "Using wildcards in resource ARNs" it links):
+``*`` matches any characters and ``?`` exactly one. MQTT's ``+`` and ``#`` are literal
+characters, so ``topicfilter/a/*`` allows a subscription to ``a/#`` and
+``topicfilter/some/+/topic`` allows only the filter ``some/+/topic``. Wildcards match within
+the colon-separated segments of an ARN; a ``*`` that ends a segment may run past colons.
+Actions are compared case-insensitively, ARNs case-sensitively.
+
+Policy variables (``iot-policy-variables.md``, ``basic-policy-variables.md``) are replaced in
+resources: ``${iot:ClientId}``, ``${aws:SourceIp}``, ``${iot:Connection.Thing.IsAttached}``
+(always ``false``: there is no thing registry) and the escapes ``${*}``, ``${?}``, ``${$}``.
+A substituted value is literal text (a client ID of ``a*`` is not a wildcard). A variable
+that cannot be resolved (thing names and attributes, certificate and Cognito variables)
+makes the resource entry containing it match nothing, as IAM does for a variable with no
+value. As in IAM, variables are substituted only under ``"Version": "2012-10-17"``.
+
+Not evaluated: ``Condition``. A statement with one is skipped and reported.
+
+Cost per call: a statement without variables is matched with its precompiled regex; one
+with variables is compiled once per client and kept in a bounded cache. Decisions are cached
+per (client, source IP, action, resource) in a bounded LRU, since the broker asks on every
+publish and every delivery. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from emulator.broker.auth import ClientIdentity, Decision
-from emulator.resources import PolicySpec
+from emulator.resources import PolicySpec, SourceRef
+
+Json = Any
 
 RESOURCE_TYPES = {
     "iot:connect": "client",
@@ -31,208 +61,405 @@ RESOURCE_TYPES = {
     "iot:retainpublish": "topic",
     "iot:subscribe": "topicfilter",
 }
-_VARIABLE = re.compile(r"\$\{([^}]*)\}")
-_ESCAPES = {"*": "*", "?": "?", "$": "$"}
+"""The MQTT actions the broker checks (lower case) and the ARN resource type of each."""
+
+IOT_ACTIONS = tuple(
+    "iot:" + name
+    for name in (
+        "Connect Publish Receive RetainPublish Subscribe "  # the broker's, as RESOURCE_TYPES
+        "GetRetainedMessage ListRetainedMessages DeleteThingShadow GetThingShadow "
+        "ListNamedShadowsForThing UpdateThingShadow DescribeJobExecution "
+        "GetPendingJobExecutions UpdateJobExecution StartNextPendingJobExecution "
+        "AssumeRoleWithCertificate"
+    ).split()
+)
+"""Every action of ``iot-policy-actions.md``: an ``iot:`` action matching none is a typo."""
+
 CACHE_SIZE = 65_536
+CLIENT_CACHE_SIZE = 4_096
+VERSION_WITH_VARIABLES = "2012-10-17"
+
+_STATEMENT_KEYS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+_DOCUMENT_KEYS = {"Version", "Id", "Statement"}
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_ESCAPES = {"*", "?", "$"}
+# Variables AWS defines that the emulator has no value for, and why (for the warning).
+_UNRESOLVABLE = (
+    ("iot:connection.thing.", "there is no thing registry"),
+    ("iot:thing.", "there is no thing registry"),
+    ("iot:certificate.", "clients have no X.509 certificate"),
+    ("cognito-identity.amazonaws.com:", "there are no Cognito identities"),
+)
 
 
 class PolicyError(ValueError):
-    """A policy document that cannot be evaluated; the message names policy and statement."""
+    """Policies that cannot be evaluated. Every problem found is in ``errors``, each naming
+    the policy and the statement index; the message lists them all."""
+
+    def __init__(self, errors: str | Sequence[str]) -> None:
+        self.errors = (errors,) if isinstance(errors, str) else tuple(errors)
+        super().__init__("\n".join(self.errors))
 
 
-def _wildcard_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
-    out = []
-    for ch in pattern:
+# -- patterns ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str  # lower case: context key names are case-insensitive in IAM
+
+
+_Part = str | _Variable  # str: a regex fragment
+
+
+def _variable_value(name: str, identity: ClientIdentity) -> str | None:
+    """The value of a (lower-cased) policy variable for this client; None if it has none."""
+    if name == "iot:clientid":
+        return identity.client_id
+    if name == "aws:sourceip":
+        return identity.source_ip
+    if name == "iot:connection.thing.isattached":
+        return "false"  # no thing is ever attached: there is no registry
+    return None
+
+
+_PROBE = ClientIdentity("probe", "probe", "127.0.0.1")  # tells resolvable variables apart
+
+
+def _glob_parts(text: str, variables: bool) -> tuple[_Part, ...]:
+    """A resource pattern as regex fragments and variables.
+
+    ``*`` and ``?`` stay within an ARN segment, except that a ``*`` ending a segment (before
+    a ``:`` or at the end) may run past colons: IAM's "Using wildcards in resource ARNs".
+    """
+    parts: list[_Part] = []
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        ch = text[pos]
+        if variables and text.startswith("${", pos):
+            end = text.find("}", pos)
+            if end != -1:
+                name = text[pos + 2 : end]
+                pos = end + 1
+                if name in _ESCAPES:
+                    out.append(re.escape(name))
+                else:
+                    parts.append("".join(out))
+                    out = []
+                    parts.append(_Variable(name.lower()))
+                continue
         if ch == "*":
-            out.append(".*")
+            ends_segment = pos + 1 == len(text) or text[pos + 1] == ":"
+            out.append(".*" if ends_segment else "[^:]*")
         elif ch == "?":
-            out.append(".")
-        elif ch == "\0":  # a literal '*' or '?' from ${*} / ${?}: see _Resource
-            continue
+            out.append("[^:]")
         else:
             out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+        pos += 1
+    parts.append("".join(out))
+    return tuple(p for p in parts if p != "")
 
 
-@dataclass(frozen=True, slots=True)
-class _Resource:
-    """One ``Resource`` entry. Without variables it is compiled once; with them, per client."""
-
-    text: str
-    static: re.Pattern[str] | None
-
-    @classmethod
-    def of(cls, text: str) -> _Resource:
-        return cls(text, None if "${" in text else _wildcard_regex(text))
-
-    def matches(self, arn: str, identity: ClientIdentity) -> bool:
-        if self.static is not None:
-            return self.static.fullmatch(arn) is not None
-        resolved = substitute(self.text, identity)
-        if resolved is None:
-            return False
-        return _literal_aware_regex(resolved).fullmatch(arn) is not None
-
-
-def substitute(text: str, identity: ClientIdentity) -> str | None:
-    """The resource with its policy variables replaced; None if one cannot be resolved.
-    Escaped ``*``/``?`` are marked with a NUL prefix so they stay literal."""
-    unresolved = False
-
-    def value(m: re.Match[str]) -> str:
-        nonlocal unresolved
-        name = m.group(1)
-        if name in _ESCAPES:
-            return "\0" + _ESCAPES[name] if name in "*?" else "$"
-        if name == "iot:ClientId":
-            return _protect(identity.client_id)
-        if name == "aws:SourceIp":
-            return _protect(identity.source_ip)
-        unresolved = True
-        return ""
-
-    out = _VARIABLE.sub(value, text)
-    return None if unresolved else out
-
-
-def _protect(value: str) -> str:
-    """A substituted value is literal text: its own '*' or '?' must not act as wildcards."""
-    return value.replace("*", "\0*").replace("?", "\0?")
-
-
-def _literal_aware_regex(text: str) -> re.Pattern[str]:
-    out = []
-    literal_next = False
-    for ch in text:
-        if ch == "\0":
-            literal_next = True
+def _resolve(parts: tuple[_Part, ...], identity: ClientIdentity) -> str | None:
+    """The regex source of one resource for this client; None if a variable has no value."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
             continue
-        if literal_next:
-            out.append(re.escape(ch))
-            literal_next = False
-        elif ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+        value = _variable_value(part.name, identity)
+        if value is None:
+            return None
+        out.append(re.escape(value))
+    return "".join(out)
 
 
-@dataclass(frozen=True, slots=True)
+def _alternation(sources: Sequence[str]) -> re.Pattern[str] | None:
+    if not sources:
+        return None
+    return re.compile("|".join(f"(?:{s})" for s in sources), re.DOTALL)
+
+
+def _action_regex(pattern: str) -> str:
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+
+
+# -- statements -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
 class Statement:
+    """One compiled policy statement; ``source`` is the statement as written."""
+
     policy: str
     index: int
     allow: bool
-    actions: tuple[re.Pattern[str], ...]
     not_action: bool
-    resources: tuple[_Resource, ...]
     not_resource: bool
-    source: dict[str, Any]
-
-    def applies(self, action: str, arn: str, identity: ClientIdentity) -> bool:
-        action_hit = any(p.fullmatch(action) for p in self.actions)
-        if action_hit == self.not_action:
-            return False
-        resource_hit = any(r.matches(arn, identity) for r in self.resources)
-        return resource_hit != self.not_resource
+    source: dict[str, Json]
+    origin: SourceRef | None
+    action_pattern: re.Pattern[str]
+    static_pattern: re.Pattern[str] | None  # the resources without variables
+    templates: tuple[tuple[_Part, ...], ...]  # the resources with variables
 
     @property
     def label(self) -> str:
         return f"policy {self.policy} statement {self.index}"
 
+    def names_action(self, action: str) -> bool:
+        return (self.action_pattern.fullmatch(action) is not None) != self.not_action
 
-def _strings(value: Any, where: str) -> list[str]:
+    def pattern_for(self, identity: ClientIdentity) -> re.Pattern[str] | None:
+        """All resources as one regex, variables replaced for this client."""
+        if not self.templates:
+            return self.static_pattern
+        sources = [s for s in (_resolve(t, identity) for t in self.templates) if s is not None]
+        if self.static_pattern is not None:
+            sources.append(self.static_pattern.pattern)
+        return _alternation(sources)
+
+
+def _strings(item: dict[str, Json], key: str, where: str, errors: list[str]) -> list[str]:
+    value = item[key]
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise PolicyError(f"{where}: expected a string or a list of strings, got {value!r}")
+    errors.append(f"{where}: {key} must be a string or a list of strings, got {value!r}")
+    return []
 
 
-def compile_statements(spec: PolicySpec) -> tuple[list[Statement], list[str]]:
-    """The policy's statements, and warnings about what is not evaluated."""
+def _document(spec: PolicySpec, where: str, errors: list[str]) -> dict[str, Json] | None:
     document = spec.document
     if isinstance(document, str):
         try:
             document = json.loads(document)
         except ValueError as exc:
-            raise PolicyError(f"policy {spec.name}: the document is not JSON: {exc}") from exc
+            errors.append(f"{where}: the document is not JSON: {exc}")
+            return None
     if not isinstance(document, dict) or "Statement" not in document:
-        raise PolicyError(f"policy {spec.name}: a policy document needs a Statement")
-    raw = document["Statement"]
-    items = [raw] if isinstance(raw, dict) else raw
-    if not isinstance(items, list):
-        raise PolicyError(f"policy {spec.name}: Statement must be an object or a list")
-    statements: list[Statement] = []
-    warnings: list[str] = []
-    for index, item in enumerate(items):
-        where = f"policy {spec.name} statement {index}"
+        errors.append(f"{where}: a policy document needs a Statement")
+        return None
+    return document
+
+
+class _Compiler:
+    """Turns documents into statements, collecting every error and warning."""
+
+    def __init__(self, region: str, account_id: str) -> None:
+        self.region = region
+        self.account_id = account_id
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def policy(self, spec: PolicySpec) -> list[Statement]:
+        where = f"{spec.source}: policy {spec.name}" if spec.source else f"policy {spec.name}"
+        document = _document(spec, where, self.errors)
+        if document is None:
+            return []
+        for key in sorted(set(document) - _DOCUMENT_KEYS, key=str):
+            self.warnings.append(f"{where}: unknown key {key!r} is ignored")
+        # str(): YAML reads an unquoted 2012-10-17 as a date
+        version = None if document.get("Version") is None else str(document["Version"])
+        if version not in (None, VERSION_WITH_VARIABLES, "2008-10-17"):
+            self.errors.append(f"{where}: Version must be 2012-10-17 or 2008-10-17, got {version}")
+        variables = version == VERSION_WITH_VARIABLES
+        if not variables and "${" in json.dumps(document.get("Statement")):
+            self.warnings.append(
+                f'{where}: without "Version": "{VERSION_WITH_VARIABLES}" policy variables '
+                "are literal text (as in IAM)"
+            )
+        raw = document["Statement"]
+        items = [raw] if isinstance(raw, dict) else raw
+        if not isinstance(items, list):
+            self.errors.append(f"{where}: Statement must be an object or a list of objects")
+            return []
+        out = []
+        for index, item in enumerate(items):
+            statement = self.statement(spec, index, item, f"{where} statement {index}", variables)
+            if statement is not None:
+                out.append(statement)
+        return out
+
+    def statement(
+        self, spec: PolicySpec, index: int, item: Json, where: str, variables: bool
+    ) -> Statement | None:
+        errors = self.errors
         if not isinstance(item, dict):
-            raise PolicyError(f"{where}: a statement must be an object")
+            errors.append(f"{where}: a statement must be an object, got {item!r}")
+            return None
+        before = len(errors)
         effect = item.get("Effect")
         if effect not in ("Allow", "Deny"):
-            raise PolicyError(f"{where}: Effect must be Allow or Deny, got {effect!r}")
+            errors.append(f"{where}: Effect must be Allow or Deny, got {effect!r}")
         if ("Action" in item) == ("NotAction" in item):
-            raise PolicyError(f"{where}: needs exactly one of Action and NotAction")
+            errors.append(f"{where}: needs exactly one of Action and NotAction")
         if ("Resource" in item) == ("NotResource" in item):
-            raise PolicyError(f"{where}: needs exactly one of Resource and NotResource")
-        if "Condition" in item:
-            warnings.append(f"{where}: Condition is not evaluated here; the statement is skipped")
-            continue
+            errors.append(f"{where}: needs exactly one of Resource and NotResource")
+        if len(errors) > before:
+            return None
         not_action = "NotAction" in item
         not_resource = "NotResource" in item
-        actions = _strings(item["NotAction" if not_action else "Action"], where)
-        resources = _strings(item["NotResource" if not_resource else "Resource"], where)
-        statements.append(
-            Statement(
-                spec.name,
-                index,
-                effect == "Allow",
-                tuple(_wildcard_regex(a, ignore_case=True) for a in actions),
-                not_action,
-                tuple(_Resource.of(r) for r in resources),
-                not_resource,
-                item,
+        actions = _strings(item, "NotAction" if not_action else "Action", where, errors)
+        resources = _strings(item, "NotResource" if not_resource else "Resource", where, errors)
+        if len(errors) > before:
+            return None
+        for key in sorted(set(item) - _STATEMENT_KEYS, key=str):
+            self.warnings.append(f"{where}: unknown key {key!r} is ignored")
+        if "Condition" in item:
+            effect_note = (
+                "a Deny skipped here may allow what AWS denies"
+                if effect == "Deny"
+                else "what it allows is denied here"
             )
+            self.warnings.append(
+                f"{where}: Condition is not evaluated; the statement is skipped ({effect_note})"
+            )
+            return None
+        self.lint(where, actions, resources, not_action, not_resource, variables)
+        action_pattern = re.compile(
+            "|".join(f"(?:{_action_regex(a)})" for a in actions) or "(?!)", re.IGNORECASE
         )
-    return statements, warnings
+        static: list[str] = []
+        templates: list[tuple[_Part, ...]] = []
+        for resource in resources:
+            parts = _glob_parts(resource, variables)
+            if all(isinstance(p, str) for p in parts):
+                static.append("".join(p for p in parts if isinstance(p, str)))
+            else:
+                templates.append(parts)
+        return Statement(
+            policy=spec.name,
+            index=index,
+            allow=effect == "Allow",
+            not_action=not_action,
+            not_resource=not_resource,
+            source=item,
+            origin=spec.source,
+            action_pattern=action_pattern,
+            static_pattern=_alternation(static),
+            templates=tuple(templates),
+        )
+
+    def lint(
+        self,
+        where: str,
+        actions: list[str],
+        resources: list[str],
+        not_action: bool,
+        not_resource: bool,
+        variables: bool,
+    ) -> None:
+        """Warnings for what AWS accepts but that can never match: typos, other accounts."""
+        warn = self.warnings.append
+        known = [a.lower() for a in IOT_ACTIONS]
+        for action in actions:
+            regex = re.compile(_action_regex(action), re.IGNORECASE)
+            if action.lower().startswith("iot:") and not any(regex.fullmatch(k) for k in known):
+                warn(f"{where}: {action!r} is not an AWS IoT action; it matches nothing")
+        kinds_needed = {
+            RESOURCE_TYPES[a.lower()]
+            for a in actions
+            if a.lower() in RESOURCE_TYPES and not not_action
+        }
+        kinds_named: set[str | None] = set()
+        for resource in resources:
+            for name in _VARIABLE.findall(resource) if variables else ():
+                if name not in _ESCAPES and _variable_value(name.lower(), _PROBE) is None:
+                    why = next((w for p, w in _UNRESOLVABLE if name.lower().startswith(p)), None)
+                    detail = (
+                        f"cannot be resolved here ({why})" if why else "is not a known variable"
+                    )
+                    warn(f"{where}: ${{{name}}} {detail}; a resource using it matches nothing")
+            if resource == "*" or resource.startswith(("*", "?")):
+                kinds_named.add(None)
+                continue
+            fields = resource.split(":", 5)
+            if len(fields) < 6 or fields[0] != "arn":
+                warn(f"{where}: resource {resource!r} is not an ARN; it matches nothing")
+                continue
+            if fields[2] != "iot" and not any(c in fields[2] for c in "*?"):
+                warn(f"{where}: resource {resource!r} is not an AWS IoT ARN")
+            for label, value, ours in (
+                ("region", fields[3], self.region),
+                ("account", fields[4], self.account_id),
+            ):
+                if not any(c in value for c in "*?$") and value != ours:
+                    warn(
+                        f"{where}: resource {resource!r} names {label} {value!r}, the "
+                        f"emulator's {label} is {ours!r}; it never matches here"
+                    )
+            kind = fields[5].split("/", 1)[0]
+            kinds_named.add(None if any(c in kind for c in "*?$") else kind)
+        if not_resource or not kinds_named or None in kinds_named:
+            return
+        for kind in sorted(kinds_needed - kinds_named):
+            named = ", ".join(f"{k}/" for k in sorted(k for k in kinds_named if k))
+            verbs = sorted(a for a in actions if RESOURCE_TYPES.get(a.lower()) == kind)
+            warn(
+                f"{where}: {', '.join(verbs)} is checked against {kind}/ ARNs but the "
+                f"resources are {named} ARNs"
+            )
 
 
+# -- the policy set ---------------------------------------------------------------------
 class PolicySet:
-    """Every policy that applies to the broker's clients; implements ``Authorizer``."""
+    """Every policy that applies to the broker's clients; implements ``Authorizer``.
+
+    All policies apply to every client: the emulator has no certificates or identities to
+    attach them to. Raises ``PolicyError`` listing every invalid statement.
+    """
 
     def __init__(
         self,
         policies: Sequence[PolicySpec],
         region: str = "us-east-1",
         account_id: str = "123456789012",
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         self.region = region
         self.account_id = account_id
         self.names = [p.name for p in policies]
-        self.statements: list[Statement] = []
-        self.warnings: list[str] = []
-        for spec in policies:
-            statements, warnings = compile_statements(spec)
-            self.statements.extend(statements)
-            self.warnings.extend(warnings)
-        self._cache: dict[tuple[str, str, str, str], Decision] = {}
+        compiler = _Compiler(region, account_id)
+        statements = [s for spec in policies for s in compiler.policy(spec)]
+        if compiler.errors:
+            raise PolicyError(compiler.errors)
+        self.statements = tuple(statements)
+        self.warnings = tuple(compiler.warnings)
+        templated = [s for s in statements if s.templates]
+        slots = {id(s): i for i, s in enumerate(templated)}
+        self._templated = tuple(templated)
+        # action (lower case) -> (statement, slot in the per-client patterns or -1)
+        self._by_action: dict[str, tuple[tuple[Statement, int], ...]] = {
+            action: tuple((s, slots.get(id(s), -1)) for s in statements if s.names_action(action))
+            for action in RESOURCE_TYPES
+        }
+        self._arn_prefix = {
+            action: f"arn:aws:iot:{region}:{account_id}:{kind}/"
+            for action, kind in RESOURCE_TYPES.items()
+        }
+        self._cache_size = cache_size
+        self._decisions: OrderedDict[tuple[str, str, str, str], Decision] = OrderedDict()
+        self._client_patterns: OrderedDict[tuple[str, str], tuple[re.Pattern[str] | None, ...]] = (
+            OrderedDict()
+        )
 
     def arn(self, action: str, resource: str) -> str:
-        kind = RESOURCE_TYPES.get(action.lower())
-        if kind is None:
-            raise PolicyError(f"unsupported action {action!r} (use {', '.join(RESOURCE_TYPES)})")
-        return f"arn:aws:iot:{self.region}:{self.account_id}:{kind}/{resource}"
+        """The ARN a policy must name for ``action`` on the bare ``resource``."""
+        prefix = self._arn_prefix.get(action.lower())
+        if prefix is None:
+            known = ", ".join(IOT_ACTIONS[:5])
+            raise PolicyError(f"unsupported action {action!r} (the broker checks {known})")
+        return prefix + resource
 
     def check(self, identity: ClientIdentity, action: str, resource: str) -> Decision:
         key = (identity.client_id, identity.source_ip, action, resource)
-        decision = self._cache.get(key)
-        if decision is None:
-            decision = self.explain(identity, action, resource)[0]
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = decision
+        cache = self._decisions
+        decision = cache.get(key)
+        if decision is not None:
+            cache.move_to_end(key)
+            return decision
+        decision = self.explain(identity, action, resource)[0]
+        cache[key] = decision
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
         return decision
 
     def explain(
@@ -240,9 +467,16 @@ class PolicySet:
     ) -> tuple[Decision, Statement | None]:
         """The decision and the statement that made it (None for an implicit deny)."""
         arn = self.arn(action, resource)
+        patterns: tuple[re.Pattern[str] | None, ...] = ()
         allowed_by: Statement | None = None
-        for statement in self.statements:
-            if not statement.applies(action, arn, identity):
+        for statement, slot in self._by_action[action.lower()]:
+            if slot < 0:
+                pattern = statement.static_pattern
+            else:
+                patterns = patterns or self._patterns_for(identity)
+                pattern = patterns[slot]
+            hit = pattern is not None and pattern.fullmatch(arn) is not None
+            if hit == statement.not_resource:
                 continue
             if not statement.allow:
                 return Decision(False, f"denied by {statement.label} (explicit Deny)"), statement
@@ -251,3 +485,24 @@ class PolicySet:
         if allowed_by is not None:
             return Decision(True, f"allowed by {allowed_by.label}"), allowed_by
         return Decision(False, f"no statement allows {action} on {arn} (implicit deny)"), None
+
+    def _patterns_for(self, identity: ClientIdentity) -> tuple[re.Pattern[str] | None, ...]:
+        """The statements with variables, compiled for one client (kept for the next call)."""
+        key = (identity.client_id, identity.source_ip)
+        cache = self._client_patterns
+        patterns = cache.get(key)
+        if patterns is not None:
+            cache.move_to_end(key)
+            return patterns
+        patterns = tuple(s.pattern_for(identity) for s in self._templated)
+        cache[key] = patterns
+        if len(cache) > CLIENT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return patterns
+
+
+def compile_policies(
+    policies: Sequence[PolicySpec], region: str = "us-east-1", account: str = "123456789012"
+) -> PolicySet:
+    """Parse and compile policy documents once; ``PolicyError`` lists every invalid one."""
+    return PolicySet(policies, region, account)
