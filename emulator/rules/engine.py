@@ -20,7 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from emulator.actions.base import ActionError, ActionTargets
@@ -150,17 +150,7 @@ class RulesEngine:
         loop = self._loop
         if loop is None:
             return
-        external = LoopExternalCalls(loop, self.targets)
-        own = MessageContext(
-            topic=ctx.topic,
-            payload=ctx.payload,
-            client_id=ctx.client_id,
-            principal=ctx.principal,
-            timestamp_ms=ctx.timestamp_ms,
-            trace_id=ctx.trace_id,
-            external=external,
-            account_id=ctx.account_id,
-        )
+        own = replace(ctx, external=LoopExternalCalls(loop, self.targets))
         self._external_pending += 1
         self._external_idle.clear()
 

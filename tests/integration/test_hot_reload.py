@@ -41,8 +41,7 @@ async def test_edits_reload_and_broken_files_keep_the_previous_rules(
 
         async def rewrite(path: Path, text: str) -> None:
             change = asyncio.ensure_future(em.watcher.wait_change())  # type: ignore[union-attr]
-            await asyncio.sleep(0)
-            path.write_text(text)
+            path.write_text(text)  # the watcher polls later, after change is waiting
             async with asyncio.timeout(15):
                 await change
 
