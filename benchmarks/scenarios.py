@@ -34,7 +34,7 @@ class Sizes:
     passthrough_qos1: int = 20_000
     chat_rate: float = 500.0
     chat_seconds: float = 6.0
-    chat_max: int = 20_000
+    chat_max: int = 100_000  # about a second of load: shorter runs are mostly noise
     fanout_clients: int = 1000
     fanout_procs: int = 4
     noise_subs: int = 10_000
@@ -210,39 +210,47 @@ def subscription_scaling(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]])
 
 
 # -- chat path (emulator only: the others have no rules engine) ------------------------
+CHAT_ROUNDS = 3
+
+
+def measure_chat_max(broker: BrokerProcess, sizes: Sizes) -> tuple[float, int]:
+    """Max rate through the republish rule: (messages/s at the subscriber, received)."""
+    results, ready = CTX.Queue(), CTX.Event()
+    body = {"room": "/r1", "message": "hello"}
+    sub = CTX.Process(
+        target=load.subscriber_worker,
+        args=(HOST, broker.port, ["chat/pub/r1"], 0, sizes.chat_max, sizes.timeout, ready, results),
+    )
+    sub.start()
+    ready.wait(30)
+    pub = CTX.Process(
+        target=load.publisher_worker,
+        args=(HOST, broker.port, "chat/out", 0, sizes.chat_max, 0, None, results, body),
+    )
+    pub.start()
+    got = {r["role"]: r for r in _collect(results, 2, sizes.timeout + 15)}
+    _join([pub, sub])
+    s = got.get("sub", {"n": 0, "first": 0, "last": 0})
+    span = s["last"] - s["first"]
+    rate = (s["n"] - 1) / span if s["n"] > 1 and span > 0 else 0.0
+    return rate, int(s["n"])
+
+
 def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
     rows: list[Row] = []
     broker = harness.start_emulator(rules=[RULES / "chat"])
     try:
-        pt = measure_passthrough(broker, 0, sizes.chat_max, sizes.timeout)
-        # Max rate through the rule.
-        results, ready = CTX.Queue(), CTX.Event()
-        body = {"room": "/r1", "message": "hello"}
-        sub = CTX.Process(
-            target=load.subscriber_worker,
-            args=(
-                HOST,
-                broker.port,
-                ["chat/pub/r1"],
-                0,
-                sizes.chat_max,
-                sizes.timeout,
-                ready,
-                results,
-            ),
-        )
-        sub.start()
-        ready.wait(30)
-        pub = CTX.Process(
-            target=load.publisher_worker,
-            args=(HOST, broker.port, "chat/out", 0, sizes.chat_max, 0, None, results, body),
-        )
-        pub.start()
-        got = {r["role"]: r for r in _collect(results, 2, sizes.timeout + 15)}
-        _join([pub, sub])
-        s = got.get("sub", {"n": 0, "first": 0, "last": 0})
-        span = s["last"] - s["first"]
-        max_rate = (s["n"] - 1) / span if s["n"] > 1 and span > 0 else 0.0
+        # Pass-through and the rule path, alternated CHAT_ROUNDS times on the same broker;
+        # the best of each (throughput: the least disturbed run) makes the ratio.
+        pt_rates, chat_rates, received = [], [], 0
+        for _ in range(CHAT_ROUNDS):
+            pt_rates.append(measure_passthrough(broker, 0, sizes.chat_max, sizes.timeout)["rate"])
+            rate, n = measure_chat_max(broker, sizes)
+            chat_rates.append(rate)
+            received = max(received, n)
+        pt = {"rate": max(pt_rates)}
+        max_rate = max(chat_rates)
+        s = {"n": received}
         rows.append(
             row(
                 "chat_path",
@@ -252,6 +260,7 @@ def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Ro
                 "msg/s",
                 received=s["n"],
                 sent=sizes.chat_max,
+                runs=[round(r) for r in chat_rates],
             )
         )
         rows.append(
@@ -262,9 +271,11 @@ def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Ro
                 round(max_rate / pt["rate"], 3) if pt["rate"] else None,
                 "x",
                 passthrough=round(pt["rate"]),
+                passthrough_runs=[round(r) for r in pt_rates],
             )
         )
         # Latency at a fixed offered rate.
+        body = {"room": "/r1", "message": "hello"}
         count = int(sizes.chat_rate * sizes.chat_seconds)
         results, ready = CTX.Queue(), CTX.Event()
         sub = CTX.Process(
