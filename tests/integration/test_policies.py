@@ -8,11 +8,8 @@ publish, no delivery without iot:Receive. ``--no-auth`` turns it all off.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -175,48 +172,6 @@ async def test_policy_files_given_on_the_command_line_are_enforced(tmp_path: Pat
         await c.close()
     finally:
         await em.stop()
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "emulator", "policy", "test", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-    )
-
-
-@pytest.mark.parametrize(
-    ("action", "resource", "code", "verdict"),
-    [
-        ("iot:Subscribe", "chat/in/web-1", 0, "ALLOW"),
-        ("iot:Subscribe", "chat/in/web-2", 1, "DENY"),
-        ("iot:Publish", "chat/pub/x", 1, "DENY"),
-        ("iot:Publish", "chat/out", 0, "ALLOW"),
-    ],
-)
-def test_policy_test_command_explains_decisions(
-    action: str, resource: str, code: int, verdict: str
-) -> None:
-    result = run_cli("--client-id", "web-1", "--action", action, "--resource", resource, "--json")
-    assert result.returncode == code, result.stderr
-    out: dict[str, Any] = json.loads(result.stdout)
-    assert out["decision"] == verdict
-    assert out["policies"] == ["chat-browser"]
-    assert out["resource"].endswith(resource)
-    if verdict == "ALLOW":
-        assert out["statement"]["Effect"] == "Allow" and "chat-browser" in out["reason"]
-
-
-def test_policy_test_command_reports_unusable_input(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"Statement": [{"Effect": "Perhaps", "Action": "iot:*", "Resource": "*"}]}')
-    result = run_cli(
-        "--policy", str(bad), "--client-id", "c", "--action", "iot:Connect", "--resource", "c"
-    )
-    assert result.returncode == 2
-    assert "policy bad statement 0: Effect" in result.stderr
 
 
 def presigned_query(port: int, secret: str) -> str:
