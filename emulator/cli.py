@@ -93,6 +93,9 @@ async def _serve(config: Config) -> int:
         await emulator.stop()
         return 1
     log.info("%s", emulator.ready_line())
+    from emulator import tuning
+
+    tuning.apply()
     await stop.wait()
     log.info("shutting down")
     await emulator.stop()

@@ -27,6 +27,8 @@ Json = Any
 class CompiledAction:
     spec: ActionSpec
     templates: dict[str, Template]  # dotted field path -> template
+    # A republish action's (topic template, qos, retain), resolved once: the engine's hot path
+    republish: tuple[Template, int, bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,14 @@ def compile_action(spec: ActionSpec, sql_version: str) -> CompiledAction:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, str):
             templates[path] = compile_template(value, sql_version)
-    return CompiledAction(spec, templates)
+    republish = None
+    topic = templates.get("topic")
+    if spec.type == "republish" and topic is not None:
+        try:
+            republish = (topic, int(spec.params.get("qos", 0)), bool(spec.params.get("retain")))
+        except (TypeError, ValueError):
+            republish = None  # render() reports it per message, as before
+    return CompiledAction(spec, templates, republish)
 
 
 def compile_rule(spec: RuleSpec) -> CompiledRule:

@@ -30,8 +30,10 @@ from emulator.broker.topics import TopicTrie, validate_topic_name
 from emulator.resources import Project
 from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
 from emulator.rules.errors import RuleEvaluationError
+from emulator.rules.evaluate import Env
 from emulator.rules.external import LoopExternalCalls
 from emulator.rules.statement import NO_MATCH, MessageContext
+from emulator.rules.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,23 @@ class _Run:
         self.is_error_action = is_error_action
 
 
+class _Entry:
+    """One loaded rule as the index holds it: what ``handle`` needs, resolved once."""
+
+    __slots__ = ("rule", "counters", "statement", "sql_version", "republish_only")
+
+    def __init__(self, rule: CompiledRule, counters: RuleCounters) -> None:
+        self.rule = rule
+        self.counters = counters
+        self.statement = rule.statement
+        self.sql_version = rule.spec.aws_iot_sql_version
+        # (action, topic template, qos, retain) for each action when all are republishes
+        plans = [(a, *a.republish) for a in rule.actions if a.republish is not None]
+        self.republish_only: tuple[tuple[CompiledAction, Template, int, bool], ...] | None = (
+            tuple(plans) if plans and len(plans) == len(rule.actions) else None
+        )
+
+
 class RulesEngine:
     def __init__(
         self, targets: ActionTargets, max_hops: int = 8, account_id: str = "123456789012"
@@ -79,7 +98,7 @@ class RulesEngine:
         self.max_hops = max_hops
         self.account_id = account_id
         self.rules: list[CompiledRule] = []
-        self.index: TopicTrie[str, CompiledRule] = TopicTrie()
+        self.index: TopicTrie[str, _Entry] = TopicTrie()
         self.counters: dict[str, RuleCounters] = {}
         self.project = Project()
         self._queue: asyncio.Queue[tuple[_Run, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
@@ -109,11 +128,11 @@ class RulesEngine:
     def load(self, project: Project) -> None:
         """Replace the rule set (hot reload keeps connections: only this index changes)."""
         rules = [compile_rule(spec) for spec in project.rules if not spec.rule_disabled]
-        index: TopicTrie[str, CompiledRule] = TopicTrie()
+        counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
+        index: TopicTrie[str, _Entry] = TopicTrie()
         for rule in rules:
-            index.add(rule.statement.topic_filter, rule.name, rule)
-        self.rules, self.index, self.project = rules, index, project
-        self.counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
+            index.add(rule.statement.topic_filter, rule.name, _Entry(rule, counters[rule.name]))
+        self.rules, self.index, self.project, self.counters = rules, index, project, counters
         log.info("loaded %d rules from %d files", len(rules), len(project.files))
 
     # -- per message -----------------------------------------------------------------
@@ -122,27 +141,75 @@ class RulesEngine:
         if not candidates:
             return
         ctx = MessageContext(
-            topic=msg.topic,
-            payload=msg.payload,
-            client_id=msg.client_id,
-            principal=msg.principal,
-            timestamp_ms=msg.timestamp_ms,
-            trace_id=msg.trace_id,
-            account_id=self.account_id,
+            msg.topic,
+            msg.payload,
+            msg.client_id,
+            msg.principal,
+            msg.timestamp_ms,
+            msg.trace_id,
+            None,
+            None,
+            self.account_id,
         )
-        for _, rule in candidates:
-            if rule.statement.uses_external:
-                self._spawn_external(rule, ctx, msg)
+        for _, entry in candidates:
+            statement = entry.statement
+            if statement.uses_external:
+                self._spawn_external(entry.rule, ctx, msg)
                 continue
+            env = Env(ctx.document, ctx, entry.sql_version, msg.payload)
             try:
-                output = rule.statement.evaluate_matched(ctx)
+                output = statement.evaluate_env(env)
             except RuleEvaluationError as exc:
-                self.counters[rule.name].errors += 1
-                log.warning("rule %s failed on a message on %s: %s", rule.name, msg.topic, exc)
+                entry.counters.errors += 1
+                log.warning(
+                    "rule %s failed on a message on %s: %s", entry.rule.name, msg.topic, exc
+                )
                 continue
             if output is NO_MATCH:
                 continue
-            self._act(rule, ctx, msg, output)
+            plans = entry.republish_only
+            if plans is not None:
+                self._republish_all(entry, plans, env, ctx, msg, output)
+            else:
+                self._act(entry.rule, ctx, msg, output)
+
+    def _republish_all(
+        self,
+        entry: _Entry,
+        plans: tuple[tuple[CompiledAction, Template, int, bool], ...],
+        env: Env,
+        ctx: MessageContext,
+        msg: InboundMessage,
+        output: Any,
+    ) -> None:
+        """The chat's path: a rule whose actions are all republishes. Same outcome as
+        ``_act`` without its per-message request dicts; a ``_Run`` only on failure."""
+        counters = entry.counters
+        counters.matched += 1
+        run: _Run | None = None
+        payload: bytes | None = None
+        for action, template, qos, retain in plans:
+            try:
+                topic = template.render_env(env)
+            except RuleEvaluationError as exc:
+                run = run or _Run(entry.rule, ctx, msg)
+                self._failed(run, action, str(exc))
+                continue
+            if payload is None:
+                payload = payload_bytes(output)
+            problem = self._republish_problem(topic, msg.hops + 1)
+            if problem:
+                run = run or _Run(entry.rule, ctx, msg)
+                self._failed(run, action, problem)
+                continue
+            self._queue_republish(
+                InboundMessage(
+                    topic, payload, qos, retain, None, None, msg.timestamp_ms, msg.hops + 1
+                )
+            )
+            counters.actions_ok += 1
+        if run is not None:
+            self._finish(run)
 
     def _spawn_external(self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage) -> None:
         """A rule calling get_dynamodb()/aws_lambda() is evaluated in a thread (rules/external.py);
@@ -244,38 +311,48 @@ class RulesEngine:
         qos: int,
         retain: bool,
     ) -> None:
+        hops = run.msg.hops + 1
+        # An error action reports the failure of the message at the limit (a cut loop
+        # included), so it may go one hop further; its own failure is only logged.
+        problem = self._republish_problem(topic, hops, 1 if run.is_error_action else 0)
+        if problem:
+            self._failed(run, action, problem)
+            return
+        self._queue_republish(
+            InboundMessage(
+                topic=topic,
+                payload=payload_bytes(output),
+                qos=qos,
+                retain=retain,
+                client_id=None,
+                principal=None,
+                timestamp_ms=run.msg.timestamp_ms,
+                hops=hops,
+            )
+        )
+        if not run.is_error_action:  # counters are the rule's own actions
+            self.counters[run.rule.name].actions_ok += 1
+
+    def _republish_problem(self, topic: str, hops: int, extra_hops: int = 0) -> str | None:
+        """Why a republish to ``topic`` at this hop count cannot go out, or None."""
         problem = validate_topic_name(topic)
         if problem:
-            self._failed(run, action, f"cannot republish to {topic!r}: {problem}")
-            return
-        hops = run.msg.hops + 1
-        if hops > self.max_hops:
+            return f"cannot republish to {topic!r}: {problem}"
+        if hops > self.max_hops + extra_hops:
             self.loops_cut += 1
-            self._failed(
-                run, action, f"rule loop: {hops} republish hops, over the limit of {self.max_hops}"
-            )
-            return
-        publish = self.targets.publish
-        if publish is None or self._loop is None:
-            self._failed(run, action, "no broker to republish to")
-            return
-        message = InboundMessage(
-            topic=topic,
-            payload=payload_bytes(output),
-            qos=qos,
-            retain=retain,
-            client_id=None,
-            principal=None,
-            timestamp_ms=run.msg.timestamp_ms,
-            hops=hops,
-        )
+            return f"rule loop: {hops} republish hops, over the limit of {self.max_hops}"
+        if self.targets.publish is None or self._loop is None:
+            return "no broker to republish to"
+        return None
+
+    def _queue_republish(self, message: InboundMessage) -> None:
         # Republished messages go back to the broker on the next loop turn, as on AWS they
         # are new messages; one callback per turn carries all of them, in order.
         pending = self._republished
         pending.append(message)
         if len(pending) == 1:
-            self._loop.call_soon(self._flush_republished, publish)
-        self.counters[run.rule.name].actions_ok += 1
+            assert self._loop is not None and self.targets.publish is not None
+            self._loop.call_soon(self._flush_republished, self.targets.publish)
 
     def _flush_republished(self, publish: Callable[[InboundMessage], None]) -> None:
         batch, self._republished = self._republished, []
@@ -287,7 +364,8 @@ class RulesEngine:
             run, request = await self._queue.get()
             try:
                 await execute(request, self.targets)
-                self.counters[run.rule.name].actions_ok += 1
+                if not run.is_error_action:
+                    self.counters[run.rule.name].actions_ok += 1
             except ActionError as exc:
                 self._record_failure(run, exc.action, exc.resource, exc.message)
             except Exception as exc:  # never let one action kill a worker

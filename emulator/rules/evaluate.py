@@ -112,7 +112,16 @@ class Compiler:
     def unary(self, node: ast.Unary) -> Compiled:
         operand = self.expr(node.operand)
         if node.op == "NOT":
-            return lambda env: op_not(operand(env))
+
+            def not_(env: Env) -> Any:
+                v = operand(env)
+                if v is True:  # the common case inline; op_not handles the rest
+                    return False
+                if v is False:
+                    return True
+                return op_not(v)
+
+            return not_
         return lambda env: op_neg(operand(env))
 
     def binary(self, node: ast.Binary) -> Compiled:
@@ -159,6 +168,19 @@ class Compiler:
                     raise RuleEvaluationError(f"{name}(): {exc}") from exc
 
             return call0
+
+        if len(args) == 1:  # isUndefined(x), upper(x), ...: no comprehension per call
+            (arg,) = args
+
+            def call1(env: Env) -> Any:
+                try:
+                    return impl(env, [arg(env)])
+                except RuleEvaluationError:
+                    raise
+                except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
+                    raise RuleEvaluationError(f"{name}(): {exc}") from exc
+
+            return call1
 
         def call(env: Env) -> Any:
             try:
@@ -250,6 +272,13 @@ class Compiler:
             alias = item.alias or (_default_name(item.expr, index),)
             parts.append((alias, fn, False))
 
+        if (
+            parts
+            and parts[0][2]
+            and all(not star and alias and len(alias) == 1 for alias, _, star in parts[1:])
+        ):
+            return _star_then_fields(parts[0][1], [(a[0], fn) for a, fn, _ in parts[1:] if a])
+
         def project(env: Env) -> Any:
             out: dict[str, Any] = {}
             for alias, fn, is_star in parts:
@@ -274,6 +303,28 @@ class Compiler:
             return out
 
         return project
+
+
+def _star_then_fields(star: Compiled, fields: list[tuple[str, Compiled]]) -> Compiled:
+    """``SELECT *, a AS x, f() AS y``: the chat's shape, without the general loop's
+    per-item tests. Same result as ``projection``'s general case."""
+    only_star = not fields
+
+    def project(env: Env) -> Any:
+        v = star(env)
+        if type(v) is dict:
+            out = v.copy()  # the document is shared by every rule: never changed in place
+        elif only_star:
+            return v  # SELECT * of a non-object payload passes it through
+        else:
+            out = {}
+        for key, fn in fields:
+            x = fn(env)
+            if x is not UNDEFINED:
+                out[key] = x
+        return out
+
+    return project
 
 
 def _default_name(expr: ast.Node, index: int) -> str:

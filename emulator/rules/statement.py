@@ -114,7 +114,11 @@ class Statement:
 
     def evaluate_matched(self, ctx: MessageContext) -> Json | _NoMatch:
         """Like ``evaluate`` for a message already routed by topic (the engine's index)."""
-        env = Env(ctx.document, ctx, self.sql_version, ctx.payload)
+        return self.evaluate_env(Env(ctx.document, ctx, self.sql_version, ctx.payload))
+
+    def evaluate_env(self, env: Env) -> Json | _NoMatch:
+        """``evaluate_matched`` with the caller's ``Env`` (the engine renders the actions'
+        templates with the same one: both see the original message)."""
         try:
             if self._where is not None and self._where(env) is not True:
                 return NO_MATCH

@@ -17,7 +17,7 @@ from emulator.rules.values import UNDEFINED, to_string
 
 
 class Template:
-    __slots__ = ("text", "_parts", "function_names", "is_constant")
+    __slots__ = ("text", "_parts", "_single", "function_names", "is_constant")
 
     def __init__(self, text: str, sql_version: str = "2016-03-23") -> None:
         self.text = text
@@ -60,20 +60,47 @@ class Template:
         self._parts = tuple(parts)
         self.function_names = frozenset(names)
         self.is_constant = all(isinstance(p, str) for p in parts)
+        # 'chat/pub${room}': at most one literal either side of one expression
+        self._single = _single_expression(self._parts)
 
     def render(self, ctx: MessageContext, sql_version: str = "2016-03-23") -> str:
         if self.is_constant:
             return self.text
-        env = Env(ctx.document, ctx, sql_version, ctx.payload)
+        return self.render_env(Env(ctx.document, ctx, sql_version, ctx.payload))
+
+    def render_env(self, env: Env) -> str:
+        """``render`` with an ``Env`` the caller already built for this message."""
+        if self.is_constant:
+            return self.text
+        single = self._single
+        if single is not None:
+            prefix, expression, suffix = single
+            value = expression(env)
+            if type(value) is str:
+                return prefix + value + suffix
+            if value is UNDEFINED:
+                return prefix + suffix
+            return prefix + to_string(value, env.sql_version) + suffix
         out: list[str] = []
         for part in self._parts:
             if isinstance(part, str):
                 out.append(part)
             else:
-                value: Any = part(env)
-                if value is not UNDEFINED:
-                    out.append(to_string(value, sql_version))
+                part_value: Any = part(env)
+                if part_value is not UNDEFINED:
+                    out.append(to_string(part_value, env.sql_version))
         return "".join(out)
+
+
+def _single_expression(parts: tuple[str | Compiled, ...]) -> tuple[str, Compiled, str] | None:
+    exprs = [p for p in parts if not isinstance(p, str)]
+    if len(exprs) != 1:
+        return None
+    i = parts.index(exprs[0])
+    prefix, suffix = parts[:i], parts[i + 1 :]
+    if len(prefix) > 1 or len(suffix) > 1:
+        return None
+    return (str(prefix[0]) if prefix else "", exprs[0], str(suffix[0]) if suffix else "")
 
 
 def _closing_brace(text: str, i: int) -> int:

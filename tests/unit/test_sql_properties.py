@@ -147,3 +147,21 @@ def test_templates_see_the_message_not_the_aliases() -> None:
     assert compile_template("chat/pub${room}").render(ctx) == "chat/pub/lobby"
     assert compile_template("${clientid()}-${topic(2)}").render(ctx) == "c1-out"
     assert compile_template("x${missing}y").render(ctx) == "xy"
+
+
+def test_templates_with_one_expression_render_every_type() -> None:
+    payload = b'{"n": 5, "b": true, "z": null, "o": {"k": [1]}, "s": "x", "d": 1.50}'
+    ctx = MessageContext("t/a", payload, client_id="c1")
+    cases = {
+        "n/${n}": "n/5",
+        "${b}/tail": "true/tail",
+        "${z}": "null",
+        "p/${o}/s": 'p/{"k":[1]}/s',
+        "${s}": "x",
+        "${d}": "1.5",
+        "p/${missing}/s": "p//s",
+        "a${s}b${n}c": "ax" + "b5c",
+        "${s}${n}": "x5",
+    }
+    for text, expected in cases.items():
+        assert compile_template(text).render(ctx) == expected, text
