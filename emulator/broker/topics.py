@@ -37,21 +37,21 @@ def _check_common(text: str, what: str) -> str | None:
     return None
 
 
-_VALID_TOPICS: set[str] = set()  # topics repeat: remember the valid ones (bounded)
+VALID_TOPICS: set[str] = set()  # topics repeat: remember the valid ones (bounded)
 
 
 def validate_topic_name(topic: str) -> str | None:
     """Why ``topic`` can't be published to, or ``None`` when it can."""
-    if topic in _VALID_TOPICS:
+    if topic in VALID_TOPICS:
         return None
     problem = _check_common(topic, "topic")
     if problem:
         return problem
     if "+" in topic or "#" in topic:
         return "topic name contains a wildcard (+ or #)"
-    if len(_VALID_TOPICS) >= 4096:
-        _VALID_TOPICS.clear()
-    _VALID_TOPICS.add(topic)
+    if len(VALID_TOPICS) >= 4096:
+        VALID_TOPICS.clear()
+    VALID_TOPICS.add(topic)
     return None
 
 

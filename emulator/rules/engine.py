@@ -26,7 +26,7 @@ from typing import Any
 from emulator.actions.base import ActionError, ActionTargets
 from emulator.actions.execute import FAILED_ACTION_NAMES, execute
 from emulator.broker.messages import InboundMessage
-from emulator.broker.topics import TopicTrie, validate_topic_name
+from emulator.broker.topics import VALID_TOPICS, TopicTrie, validate_topic_name
 from emulator.resources import Project
 from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
 from emulator.rules.errors import RuleEvaluationError
@@ -34,6 +34,7 @@ from emulator.rules.evaluate import Env
 from emulator.rules.external import LoopExternalCalls
 from emulator.rules.statement import NO_MATCH, MessageContext
 from emulator.rules.templates import Template
+from emulator.rules.values import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,11 @@ class RulesEngine:
         candidates = self.index.match(msg.topic)  # memoized per topic by the trie
         if not candidates:
             return
+        payload = msg.payload
+        doc = parse_json(payload)  # once, shared by every rule
         ctx = MessageContext(
             msg.topic,
-            msg.payload,
+            payload,
             msg.client_id,
             msg.principal,
             msg.timestamp_ms,
@@ -150,13 +153,15 @@ class RulesEngine:
             None,
             None,
             self.account_id,
+            doc,
+            True,
         )
         for _, entry in candidates:
             statement = entry.statement
             if statement.uses_external:
                 self._spawn_external(entry.rule, ctx, msg)
                 continue
-            env = Env(ctx.document, ctx, entry.sql_version, msg.payload)
+            env = Env(doc, ctx, entry.sql_version, payload)
             try:
                 output = statement.evaluate_env(env)
             except RuleEvaluationError as exc:
@@ -188,6 +193,8 @@ class RulesEngine:
         counters.matched += 1
         run: _Run | None = None
         payload: bytes | None = None
+        hops = msg.hops + 1
+        pending = self._republished
         for action, template, qos, retain in plans:
             try:
                 topic = template.render_env(env)
@@ -197,16 +204,21 @@ class RulesEngine:
                 continue
             if payload is None:
                 payload = payload_bytes(output)
-            problem = self._republish_problem(topic, msg.hops + 1)
-            if problem:
-                run = run or _Run(entry.rule, ctx, msg)
-                self._failed(run, action, problem)
-                continue
-            self._queue_republish(
-                InboundMessage(
-                    topic, payload, qos, retain, None, None, msg.timestamp_ms, msg.hops + 1
-                )
+            # A known-good topic under the hop limit with a flush already scheduled needs
+            # none of _republish_problem's checks (the hot path)
+            if not pending or hops > self.max_hops or topic not in VALID_TOPICS:
+                problem = self._republish_problem(topic, hops)
+                if problem:
+                    run = run or _Run(entry.rule, ctx, msg)
+                    self._failed(run, action, problem)
+                    continue
+            message = InboundMessage(
+                topic, payload, qos, retain, None, None, msg.timestamp_ms, hops
             )
+            if pending:
+                pending.append(message)
+            else:
+                self._queue_republish(message)
             counters.actions_ok += 1
         if run is not None:
             self._finish(run)

@@ -111,6 +111,19 @@ class Compiler:
     # -- operators -----------------------------------------------------------------
     def unary(self, node: ast.Unary) -> Compiled:
         operand = self.expr(node.operand)
+        if node.op == "NOT" and _is_undefined_test(node.operand):
+            # WHERE NOT isUndefined(x), the usual guard: one test, no intermediate Boolean
+            arg = self.expr(node.operand.args[0])  # type: ignore[attr-defined]
+
+            def is_defined(env: Env) -> Any:
+                try:
+                    return arg(env) is not UNDEFINED
+                except RuleEvaluationError:
+                    raise
+                except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
+                    raise RuleEvaluationError(f"isundefined(): {exc}") from exc
+
+            return is_defined
         if node.op == "NOT":
 
             def not_(env: Env) -> Any:
@@ -156,7 +169,9 @@ class Compiler:
         args = [self.expr(a) for a in node.args]
         impl = function.impl
         name = node.name
-        if not args:  # clientid(), timestamp(), topic(): no argument list to build per call
+        if not args and function.direct is not None:
+            return function.direct
+        if not args:  # topic(), newuuid(): no argument list to build per call
             no_args: list[Any] = []
 
             def call0(env: Env) -> Any:
@@ -277,7 +292,7 @@ class Compiler:
             and parts[0][2]
             and all(not star and alias and len(alias) == 1 for alias, _, star in parts[1:])
         ):
-            return _star_then_fields(parts[0][1], [(a[0], fn) for a, fn, _ in parts[1:] if a])
+            return _star_then_fields([(a[0], fn) for a, fn, _ in parts[1:] if a])
 
         def project(env: Env) -> Any:
             out: dict[str, Any] = {}
@@ -305,17 +320,22 @@ class Compiler:
         return project
 
 
-def _star_then_fields(star: Compiled, fields: list[tuple[str, Compiled]]) -> Compiled:
+def _is_undefined_test(node: ast.Node) -> bool:
+    return isinstance(node, ast.Call) and node.name == "isundefined" and len(node.args) == 1
+
+
+def _star_then_fields(fields: list[tuple[str, Compiled]]) -> Compiled:
     """``SELECT *, a AS x, f() AS y``: the chat's shape, without the general loop's
-    per-item tests. Same result as ``projection``'s general case."""
+    per-item tests. Same result as ``projection``'s general case (``star`` inline)."""
     only_star = not fields
 
     def project(env: Env) -> Any:
-        v = star(env)
+        v = env.doc
         if type(v) is dict:
             out = v.copy()  # the document is shared by every rule: never changed in place
         elif only_star:
-            return v  # SELECT * of a non-object payload passes it through
+            # SELECT * of a non-object payload passes it through (raw when not JSON)
+            return env.raw if v is UNDEFINED else v
         else:
             out = {}
         for key, fn in fields:

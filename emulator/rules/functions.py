@@ -43,6 +43,9 @@ class Function:
     max_args: int
     impl: Impl
     external: bool = False  # needs I/O (DynamoDB, Lambda)
+    # Zero-argument functions that only read the message and cannot fail: the compiled
+    # expression is this function itself (the hot path calls clientid()/timestamp()).
+    direct: Callable[[Env], Any] | None = None
 
 
 REGISTRY: dict[str, Function] = {}
@@ -55,6 +58,16 @@ def register(
         REGISTRY[name.lower()] = Function(
             name, min_args, min_args if max_args is None else max_args, fn, external
         )
+        return fn
+
+    return wrap
+
+
+def register_direct(name: str) -> Callable[[Callable[[Env], Any]], Callable[[Env], Any]]:
+    """A zero-argument function of the message alone (see ``Function.direct``)."""
+
+    def wrap(fn: Callable[[Env], Any]) -> Callable[[Env], Any]:
+        REGISTRY[name.lower()] = Function(name, 0, 0, lambda env, args: fn(env), False, fn)
         return fn
 
     return wrap
@@ -563,23 +576,25 @@ def _topic(env: Env, args: list[Any]) -> Any:
     return levels[i - 1] if 1 <= i <= len(levels) else UNDEFINED
 
 
-@register("clientid", 0)
-def _clientid(env: Env, args: list[Any]) -> Any:
-    return env.msg.client_id if env.msg.client_id is not None else UNDEFINED
+@register_direct("clientid")
+def _clientid(env: Env) -> Any:
+    client_id = env.msg.client_id
+    return client_id if client_id is not None else UNDEFINED
 
 
-@register("principal", 0)
-def _principal(env: Env, args: list[Any]) -> Any:
-    return env.msg.principal if env.msg.principal is not None else UNDEFINED
+@register_direct("principal")
+def _principal(env: Env) -> Any:
+    principal = env.msg.principal
+    return principal if principal is not None else UNDEFINED
 
 
-@register("accountid", 0)
-def _accountid(env: Env, args: list[Any]) -> Any:
+@register_direct("accountid")
+def _accountid(env: Env) -> Any:
     return env.msg.account_id
 
 
-@register("timestamp", 0)
-def _timestamp(env: Env, args: list[Any]) -> Any:
+@register_direct("timestamp")
+def _timestamp(env: Env) -> Any:
     return env.msg.timestamp_ms
 
 
@@ -593,8 +608,8 @@ def _traceid(env: Env, args: list[Any]) -> Any:
     return env.msg.trace_id if env.msg.trace_id else str(uuid.uuid4())
 
 
-@register("sql_version", 0)
-def _sql_version(env: Env, args: list[Any]) -> Any:
+@register_direct("sql_version")
+def _sql_version(env: Env) -> Any:
     return env.sql_version
 
 
