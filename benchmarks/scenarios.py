@@ -244,18 +244,26 @@ def measure_chat_max(broker: BrokerProcess, sizes: Sizes) -> tuple[float, int]:
     return rate, int(s["n"])
 
 
+def measure_chat_ratio(
+    broker: BrokerProcess, sizes: Sizes, rounds: int = CHAT_ROUNDS
+) -> tuple[list[float], list[float], int]:
+    """Pass-through and the rule path, alternated ``rounds`` times on the same broker
+    (started with benchmarks/rules/chat): (pass-through rates, chat rates, most received).
+    The best of each (throughput: the least disturbed run) makes the ratio."""
+    pt_rates, chat_rates, received = [], [], 0
+    for _ in range(rounds):
+        pt_rates.append(measure_passthrough(broker, 0, sizes.chat_max, sizes.timeout)["rate"])
+        rate, n = measure_chat_max(broker, sizes)
+        chat_rates.append(rate)
+        received = max(received, n)
+    return pt_rates, chat_rates, received
+
+
 def chat_path(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
     rows: list[Row] = []
     broker = harness.start_emulator(rules=[RULES / "chat"])
     try:
-        # Pass-through and the rule path, alternated CHAT_ROUNDS times on the same broker;
-        # the best of each (throughput: the least disturbed run) makes the ratio.
-        pt_rates, chat_rates, received = [], [], 0
-        for _ in range(CHAT_ROUNDS):
-            pt_rates.append(measure_passthrough(broker, 0, sizes.chat_max, sizes.timeout)["rate"])
-            rate, n = measure_chat_max(broker, sizes)
-            chat_rates.append(rate)
-            received = max(received, n)
+        pt_rates, chat_rates, received = measure_chat_ratio(broker, sizes)
         pt = {"rate": max(pt_rates)}
         max_rate = max(chat_rates)
         s = {"n": received}
