@@ -10,11 +10,12 @@ bounded, and the whole module stays well under a minute.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from benchmarks import harness
+from benchmarks import delivery_cost, harness
 from benchmarks.scenarios import (
     RULES,
     Sizes,
@@ -82,3 +83,12 @@ def test_chat_path_keeps_up_with_pass_through() -> None:
     assert received == CHAT_MESSAGES
     ratio = max(chat_rates) / max(pt_rates)
     assert ratio >= 0.45, f"chat {chat_rates} vs pass-through {pt_rates}: {ratio:.2f}x"
+
+
+def test_rule_path_costs_less_than_a_second_delivery() -> None:
+    """The same comparison without sockets or load processes (benchmarks/delivery_cost.py):
+    the Python work per chat message over that of a pass-through message. 2.0 is the 0.5x
+    rate target; measured 1.7 here, 2.3 before the republish fast path."""
+    pass_cost = asyncio.run(delivery_cost.measure("pass", rounds=3, messages=50_000))
+    chat_cost = asyncio.run(delivery_cost.measure("chat", rounds=3, messages=50_000))
+    assert chat_cost / pass_cost <= 2.0, f"chat {chat_cost:.2f} us vs pass {pass_cost:.2f} us"
