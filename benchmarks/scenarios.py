@@ -167,32 +167,37 @@ def passthrough(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
 
 
 # -- subscription scaling --------------------------------------------------------------
-def measure_scaling(broker: BrokerProcess, sizes: Sizes, rounds: int = 3) -> dict[str, float]:
-    """QoS 0 pass-through before and after one client holds ``noise_subs`` filters; the best
-    of ``rounds`` runs on each side (a run of a fraction of a second is easily disturbed)."""
-
-    def best() -> dict[str, float]:
-        runs = [
-            measure_passthrough(broker, 0, sizes.passthrough, sizes.timeout) for _ in range(rounds)
-        ]
-        return max(runs, key=lambda r: r["rate"])
-
-    base = best()
-    results, ready, hold = CTX.Queue(), CTX.Event(), CTX.Event()
-    noise = CTX.Process(
-        target=load.noise_worker,
-        args=(HOST, broker.port, sizes.noise_subs, ready, results, hold),
-    )
-    noise.start()
-    try:
-        if not ready.wait(120):
-            raise harness.HarnessError(f"{broker.name}: noise subscriptions not acknowledged")
-        loaded = best()
-    finally:
-        hold.set()
-        _join([noise])
-    ratio = loaded["rate"] / base["rate"] if base["rate"] else 0.0
-    return {"base": base["rate"], "loaded": loaded["rate"], "ratio": ratio}
+def measure_scaling(broker: BrokerProcess, sizes: Sizes, rounds: int = 3) -> dict[str, Any]:
+    """QoS 0 pass-through without, then with one client holding ``noise_subs`` filters,
+    alternated ``rounds`` times; the best run of each side makes the ratio. Alternating
+    puts a passing disturbance (another process waking up) on both sides alike."""
+    base_runs: list[float] = []
+    loaded_runs: list[float] = []
+    for _ in range(rounds):
+        base_runs.append(measure_passthrough(broker, 0, sizes.passthrough, sizes.timeout)["rate"])
+        results, ready, hold = CTX.Queue(), CTX.Event(), CTX.Event()
+        noise = CTX.Process(
+            target=load.noise_worker,
+            args=(HOST, broker.port, sizes.noise_subs, ready, results, hold),
+        )
+        noise.start()
+        try:
+            if not ready.wait(120):
+                raise harness.HarnessError(f"{broker.name}: noise subscriptions not acknowledged")
+            loaded_runs.append(
+                measure_passthrough(broker, 0, sizes.passthrough, sizes.timeout)["rate"]
+            )
+        finally:
+            hold.set()
+            _join([noise])
+    base, loaded = max(base_runs), max(loaded_runs)
+    return {
+        "base": base,
+        "loaded": loaded,
+        "ratio": loaded / base if base else 0.0,
+        "base_runs": base_runs,
+        "loaded_runs": loaded_runs,
+    }
 
 
 def subscription_scaling(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
