@@ -29,8 +29,8 @@ from emulator.broker.broker import IoTBroker
 from emulator.broker.connection import ClientConnection
 from emulator.broker.sessions import Session
 from emulator.config import Config
+from emulator.project.loader import load_project
 from emulator.rules.engine import RulesEngine
-from emulator.rules.loader import load_project
 
 BATCH = 100  # frames per loop turn, as one socket read would bring
 MESSAGES = 100_000

@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from emulator.rules.statement import MessageContext, compile_statement
+from emulator.sql.statement import MessageContext, compile_statement
 
 SQL = (
     "SELECT *, clientid() AS clientId, timestamp() AS timestamp "

@@ -21,16 +21,16 @@ from aiohttp import web
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
 from emulator.broker.policy import PolicyError, PolicySet
-from emulator.broker.policy_files import load_policy_files
 from emulator.config import Config
 from emulator.dataplane.routes import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
 from emulator.functions.service import FunctionService
 from emulator.pollers.kinesis import KinesisPoller
-from emulator.resources import Project
+from emulator.project.loader import load_project
+from emulator.project.model import Project
+from emulator.project.policy_files import load_policy_files
+from emulator.project.watch import RuleWatcher
 from emulator.rules.engine import RulesEngine
-from emulator.rules.loader import load_project
-from emulator.rules.reload import RuleWatcher
 from emulator.services.backends import BackendError, Backends
 from emulator.transport import sigv4
 from emulator.transport.websocket import WebSocketEndpoint

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.broker.messages import InboundMessage
+from emulator.messages import InboundMessage
 
 
 class FunctionInvoker(Protocol):

@@ -32,10 +32,10 @@ from amqtt.broker import Broker
 
 from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
-from emulator.broker.messages import InboundMessage
 from emulator.broker.sessions import MAX_QUEUED, Outgoing, Session
-from emulator.broker.topics import TopicTrie
 from emulator.config import Config
+from emulator.messages import InboundMessage
+from emulator.topics import TopicTrie
 from emulator.transport.links import Link, TcpLink
 
 log = logging.getLogger(__name__)

@@ -32,9 +32,9 @@ from emulator.broker import codec, lifecycle
 from emulator.broker.auth import ClientIdentity
 from emulator.broker.codec import Frame, FrameReader, ProtocolError
 from emulator.broker.lifecycle import DisconnectReason
-from emulator.broker.messages import InboundMessage
 from emulator.broker.sessions import Session
-from emulator.broker.topics import validate_topic_filter, validate_topic_name
+from emulator.messages import InboundMessage
+from emulator.topics import validate_topic_filter, validate_topic_name
 
 if TYPE_CHECKING:
     from emulator.broker.broker import IoTBroker

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.broker.auth import ClientIdentity, Decision
-from emulator.resources import PolicySpec, SourceRef
+from emulator.project.model import PolicyError as PolicyError
+from emulator.project.model import PolicySpec, SourceRef
 
 Json = Any
 
@@ -90,15 +91,6 @@ _UNRESOLVABLE = (
     ("iot:certificate.", "clients have no X.509 certificate"),
     ("cognito-identity.amazonaws.com:", "there are no Cognito identities"),
 )
-
-
-class PolicyError(ValueError):
-    """Policies that cannot be evaluated. Every problem found is in ``errors``, each naming
-    the policy and the statement index; the message lists them all."""
-
-    def __init__(self, errors: str | Sequence[str]) -> None:
-        self.errors = (errors,) if isinstance(errors, str) else tuple(errors)
-        super().__init__("\n".join(self.errors))
 
 
 # -- patterns ---------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from emulator.broker.broker import IoTBroker
-from emulator.broker.messages import InboundMessage
-from emulator.broker.topics import validate_topic_name
+from emulator.messages import InboundMessage
+from emulator.topics import validate_topic_name
 
 MAX_PAYLOAD = 128 * 1024
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from emulator.config import Config
 from emulator.functions.workers import InvokeResult, Worker, _error_body
-from emulator.resources import FunctionSpec
-from emulator.rules.loader import function_name_of
+from emulator.project.loader import function_name_of
+from emulator.project.model import FunctionSpec
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator.resources import FunctionSpec
+from emulator.project.model import FunctionSpec
 
 log = logging.getLogger(__name__)
 

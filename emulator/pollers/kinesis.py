@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from emulator.functions.service import FunctionService
-from emulator.resources import EventSourceMappingSpec
+from emulator.project.model import EventSourceMappingSpec
 
 log = logging.getLogger(__name__)
 

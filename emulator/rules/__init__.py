@@ -1,2 +1,2 @@
-"""The rules engine: AWS IoT SQL (pure: lexer, parser, evaluator, functions, templates),
-rule sources (YAML, CloudFormation) and the engine that routes messages to actions."""
+"""The rules engine: compiled rules indexed by topic filter, every message through them,
+actions executed, failures routed to the error action; and the dry run of the same path."""

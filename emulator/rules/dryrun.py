@@ -15,10 +15,10 @@ except ImportError:  # pragma: no cover - a dependency; the standard encoder sti
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.resources import ActionSpec, RuleSpec
-from emulator.rules.loader import TEMPLATE_FIELDS, function_name_of
-from emulator.rules.statement import NO_MATCH, MessageContext, Statement, compile_statement
-from emulator.rules.templates import Template, compile_template
+from emulator.project.loader import TEMPLATE_FIELDS, function_name_of
+from emulator.project.model import ActionSpec, RuleSpec
+from emulator.sql.statement import NO_MATCH, MessageContext, Statement, compile_statement
+from emulator.sql.templates import Template, compile_template
 
 Json = Any
 

@@ -25,16 +25,16 @@ from typing import Any
 
 from emulator.actions.base import ActionError, ActionTargets
 from emulator.actions.execute import FAILED_ACTION_NAMES, execute
-from emulator.broker.messages import InboundMessage
-from emulator.broker.topics import VALID_TOPICS, TopicTrie, validate_topic_name
-from emulator.resources import Project
+from emulator.messages import InboundMessage
+from emulator.project.model import Project
 from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
-from emulator.rules.errors import RuleEvaluationError
-from emulator.rules.evaluate import Env
 from emulator.rules.external import LoopExternalCalls
-from emulator.rules.statement import NO_MATCH, MessageContext
-from emulator.rules.templates import Template
-from emulator.rules.values import parse_json
+from emulator.sql.errors import RuleEvaluationError
+from emulator.sql.evaluate import Env
+from emulator.sql.statement import NO_MATCH, MessageContext
+from emulator.sql.templates import Template
+from emulator.sql.values import parse_json
+from emulator.topics import VALID_TOPICS, TopicTrie, validate_topic_name
 
 log = logging.getLogger(__name__)
 

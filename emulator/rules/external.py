@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from emulator.actions.base import ActionTargets
-from emulator.rules.errors import RuleEvaluationError
+from emulator.sql.errors import RuleEvaluationError
 
 Json = Any
 TIMEOUT = 30.0  # seconds a SQL function call may take before the rule fails

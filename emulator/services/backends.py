@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.config import Config
-from emulator.resources import Project
+from emulator.project.model import Project
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.rules.dryrun import payload_bytes
-from emulator.rules.values import UNDEFINED, parse_json
+from emulator.sql.values import UNDEFINED, parse_json
 
 json_values = st.recursive(
     st.none()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.broker.topics import (
+from emulator.topics import (
     MAX_SLASHES,
     MAX_TOPIC_BYTES,
     validate_topic_filter,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from emulator.broker.auth import ClientIdentity
 from emulator.broker.policy import PolicyError, PolicySet, compile_policies
 from emulator.config import REPO_ROOT
-from emulator.resources import PolicySpec, SourceRef
+from emulator.project.model import PolicySpec, SourceRef
 
 ARN = "arn:aws:iot:us-east-1:123456789012"
 
@@ -704,7 +704,7 @@ def test_correct_statements_are_not_reported(statement: dict[str, Any]) -> None:
 
 
 def test_policy_files_hold_documents_rules_or_templates(tmp_path: Path) -> None:
-    from emulator.broker.policy_files import load_policy_files
+    from emulator.project.policy_files import load_policy_files
 
     doc = tmp_path / "browser.json"
     doc.write_text('{"Version": "2012-10-17", "Statement": []}')

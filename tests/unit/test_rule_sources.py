@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from emulator.config import REPO_ROOT
-from emulator.rules.loader import load_project
+from emulator.project.loader import load_project
 
 BAD = REPO_ROOT / "tests" / "fixtures" / "bad-rules"
 

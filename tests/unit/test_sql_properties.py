@@ -7,9 +7,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.rules.statement import NO_MATCH, MessageContext, compile_statement
-from emulator.rules.templates import compile_template
+from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.sql.statement import NO_MATCH, MessageContext, compile_statement
+from emulator.sql.templates import compile_template
 
 FRAGMENTS = [
     "SELECT",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.broker.topics import (
+from emulator.topics import (
     TopicTrie,
     matches,
     validate_topic_filter,

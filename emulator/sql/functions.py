@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from emulator.rules.errors import RuleEvaluationError
-from emulator.rules.values import (
+from emulator.sql.errors import RuleEvaluationError
+from emulator.sql.values import (
     DECIMAL_CONTEXT,
     UNDEFINED,
     to_decimal,
@@ -31,7 +31,7 @@ from emulator.rules.values import (
 )
 
 if TYPE_CHECKING:
-    from emulator.rules.evaluate import Env
+    from emulator.sql.evaluate import Env
 
 Impl = Callable[["Env", list[Any]], Any]
 

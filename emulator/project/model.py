@@ -8,6 +8,7 @@ Pure data: no I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,15 @@ class PolicySpec:
     name: str
     document: Json
     source: SourceRef | None = None
+
+
+class PolicyError(ValueError):
+    """Policies that cannot be evaluated. Every problem found is in ``errors``, each naming
+    the policy and the statement index; the message lists them all."""
+
+    def __init__(self, errors: str | Sequence[str]) -> None:
+        self.errors = (errors,) if isinstance(errors, str) else tuple(errors)
+        super().__init__("\n".join(self.errors))
 
 
 @dataclass(frozen=True, slots=True)

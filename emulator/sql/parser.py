@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from emulator.rules import ast
-from emulator.rules.errors import RuleSyntaxError
-from emulator.rules.lexer import Kind, Token, tokenize
+from emulator.sql import ast
+from emulator.sql.errors import RuleSyntaxError
+from emulator.sql.lexer import Kind, Token, tokenize
 
 # Lower number binds looser.
 _BINARY = {

@@ -10,15 +10,15 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from emulator.rules import ast
-from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.rules.functions import REGISTRY
-from emulator.rules.operators import BINARY, op_add, op_neg, op_not
-from emulator.rules.parser import position
-from emulator.rules.values import UNDEFINED, equal, to_number
+from emulator.sql import ast
+from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.sql.functions import REGISTRY
+from emulator.sql.operators import BINARY, op_add, op_neg, op_not
+from emulator.sql.parser import position
+from emulator.sql.values import UNDEFINED, equal, to_number
 
 if TYPE_CHECKING:
-    from emulator.rules.statement import MessageContext
+    from emulator.sql.statement import MessageContext
 
 Compiled = Callable[["Env"], Any]
 

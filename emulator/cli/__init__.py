@@ -122,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_up(sub)
-    from emulator.rules import cli as rules_cli
+    from emulator.cli import rules as rules_cli
 
     rules_cli.add_parser(sub)
-    from emulator.broker import policy_cli
+    from emulator.cli import policy as policy_cli
 
     policy_cli.add_parser(sub)
     return parser

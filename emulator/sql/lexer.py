@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from emulator.rules.errors import RuleSyntaxError
+from emulator.sql.errors import RuleSyntaxError
 
 
 class Kind(Enum):

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from emulator.broker.policy import PolicyError
-from emulator.resources import PolicySpec
+from emulator.project.model import PolicyError, PolicySpec
 
 
 def load_policy_files(
@@ -16,7 +15,7 @@ def load_policy_files(
 ) -> list[PolicySpec]:
     """Each path is a policy document (AWS JSON, or the same in YAML), or a rule file,
     template or folder whose policies (``policies:``, ``AWS::IoT::Policy``) are taken."""
-    from emulator.rules.loader import load_project
+    from emulator.project.loader import load_project
 
     out: list[PolicySpec] = []
     for path in paths:

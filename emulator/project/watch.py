@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from emulator.resources import Project
-from emulator.rules.loader import rule_files
+from emulator.project.loader import rule_files
+from emulator.project.model import Project
 
 log = logging.getLogger(__name__)
 

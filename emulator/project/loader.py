@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from emulator.resources import (
+from emulator.project.model import (
     ActionSpec,
     Diagnostic,
     EventSourceMappingSpec,
@@ -27,10 +27,10 @@ from emulator.resources import (
     StreamSpec,
     TableSpec,
 )
-from emulator.rules.errors import RuleSyntaxError
-from emulator.rules.statement import compile_statement
-from emulator.rules.templates import compile_template
-from emulator.rules.yamlpos import PosStr, load_yaml, position_of
+from emulator.project.yamlpos import PosStr, load_yaml, position_of
+from emulator.sql.errors import RuleSyntaxError
+from emulator.sql.statement import compile_statement
+from emulator.sql.templates import compile_template
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 ACTION_TYPES = ("republish", "dynamoDBv2", "dynamoDB", "kinesis", "lambda")
@@ -93,7 +93,7 @@ def load_project(
     region: str = "us-east-1",
     account_id: str = "123456789012",
 ) -> Project:
-    from emulator.rules.cloudformation import load_template
+    from emulator.project.cloudformation import load_template
 
     out = Collector()
     for file in rule_files(paths):

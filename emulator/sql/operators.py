@@ -6,7 +6,7 @@ from collections.abc import Callable
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
-from emulator.rules.values import DECIMAL_CONTEXT, UNDEFINED, equal, to_decimal, to_string
+from emulator.sql.values import DECIMAL_CONTEXT, UNDEFINED, equal, to_decimal, to_string
 
 
 def _bool_operand(v: Any) -> bool | None:

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from emulator.broker.topics import matches, validate_topic_filter
-from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.rules.evaluate import Compiler, Env
-from emulator.rules.parser import parse
-from emulator.rules.values import UNDEFINED, parse_json, to_json
+from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.sql.evaluate import Compiler, Env
+from emulator.sql.parser import parse
+from emulator.sql.values import UNDEFINED, parse_json, to_json
+from emulator.topics import matches, validate_topic_filter
 
 Json = Any
 SQL_VERSIONS = ("2015-10-08", "2016-03-23", "beta")

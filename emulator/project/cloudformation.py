@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from emulator.resources import (
+from emulator.project.loader import Collector, _plain, _src, add_rule
+from emulator.project.model import (
     EventSourceMappingSpec,
     FunctionSpec,
     KeySchema,
@@ -19,8 +20,7 @@ from emulator.resources import (
     StreamSpec,
     TableSpec,
 )
-from emulator.rules.loader import Collector, _plain, _src, add_rule
-from emulator.rules.yamlpos import position_of
+from emulator.project.yamlpos import position_of
 
 
 class Unresolved(Exception):
@@ -332,7 +332,7 @@ def _mapping_spec(
 
 
 def _mapping(t: Template, out: Collector, res: Any, props: dict[str, Any]) -> None:
-    from emulator.rules.loader import function_name_of
+    from emulator.project.loader import function_name_of
 
     function = function_name_of(str(t.resolve(props.get("FunctionName"))))
     out.mappings.append(_mapping_spec(t, function, props, res))

@@ -17,9 +17,9 @@ from typing import Any
 
 from emulator.broker.auth import ClientIdentity
 from emulator.broker.policy import RESOURCE_TYPES, PolicyError, PolicySet, compile_policies
-from emulator.broker.policy_files import load_policy_files
-from emulator.broker.topics import validate_topic_filter, validate_topic_name
 from emulator.config import ConfigError, load_config
+from emulator.project.policy_files import load_policy_files
+from emulator.topics import validate_topic_filter, validate_topic_name
 
 
 def add_parser(sub: Any) -> None:

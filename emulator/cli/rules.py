@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emulator.config import REPO_ROOT
+from emulator.project.loader import load_project
 from emulator.rules.dryrun import compile_rule, dry_run
-from emulator.rules.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.rules.loader import load_project
-from emulator.rules.statement import NO_MATCH, MessageContext, compile_statement
+from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
+from emulator.sql.statement import NO_MATCH, MessageContext, compile_statement
 
 
 def add_parser(sub: Any) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.rules.errors import RuleSyntaxError
-from emulator.rules.evaluate import Compiled, Compiler, Env
-from emulator.rules.lexer import Kind
-from emulator.rules.parser import Parser
-from emulator.rules.statement import MessageContext
-from emulator.rules.values import UNDEFINED, to_string
+from emulator.sql.errors import RuleSyntaxError
+from emulator.sql.evaluate import Compiled, Compiler, Env
+from emulator.sql.lexer import Kind
+from emulator.sql.parser import Parser
+from emulator.sql.statement import MessageContext
+from emulator.sql.values import UNDEFINED, to_string
 
 
 class Template:

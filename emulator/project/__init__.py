@@ -1,0 +1,2 @@
+"""The project: what a deployment declares (rules, functions, tables, streams, policies),
+its model and its loaders (native YAML, CloudFormation/SAM, policy files, file watching)."""
