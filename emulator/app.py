@@ -32,6 +32,7 @@ from emulator.project.policy_files import load_policy_files
 from emulator.project.watch import RuleWatcher
 from emulator.rules.engine import RulesEngine
 from emulator.services.backends import BackendError, Backends
+from emulator.tasks import canceller
 from emulator.transport import sigv4
 from emulator.transport.websocket import WebSocketEndpoint
 from emulator.web import add_routes as add_web_routes
@@ -55,15 +56,6 @@ def process_start_time() -> float:
         return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return time.time()
-
-
-def _canceller(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
-    async def cancel() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return cancel
 
 
 class StartupError(Exception):
@@ -151,7 +143,7 @@ class Emulator:
             self.targets.kinesis = self.backends.kinesis
             self.health_sections["backends"] = self.backends.health
             monitor = asyncio.create_task(self.backends.monitor(lambda: self.project))
-            self._stoppers.append(("backend monitor", _canceller(monitor)))
+            self._stoppers.append(("backend monitor", canceller(monitor)))
         await self.functions.start(self.project.functions)
         self._stoppers.append(("functions", self.functions.stop))
         self.health_sections["functions"] = self.functions.health

@@ -14,6 +14,7 @@ from emulator.config import Config
 from emulator.functions.workers import InvokeResult, Worker, _error_body
 from emulator.project.loader import function_name_of
 from emulator.project.model import FunctionSpec
+from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +253,7 @@ class FunctionService:
                     await pool.reload()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for pool in self.pools.values():
             await pool.stop()
 

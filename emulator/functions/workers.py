@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.project.model import FunctionSpec
+from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +221,7 @@ class Worker:
                 os.killpg(self.proc.pid, 9)
             with contextlib.suppress(Exception):
                 await self.proc.wait()
-        for pump in self._pumps:
-            pump.cancel()
-        for pump in self._pumps:
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        await cancel_and_wait(*self._pumps)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 from typing import Any
 
 from emulator.functions.service import FunctionService
 from emulator.project.model import EventSourceMappingSpec
+from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,7 @@ class KinesisPoller:
             self.tasks.append(asyncio.create_task(self._poll(shard["ShardId"])))
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self.tasks)
 
     async def _poll(self, shard_id: str) -> None:
         m = self.mapping

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from emulator.config import Config
 from emulator.project.model import Project
+from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ class ChildProcess:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await cancel_and_wait(self._pump)
 
 
 class Backends:
