@@ -11,7 +11,8 @@ import argparse
 import json
 import time
 
-from emulator.sql.statement import MessageContext, compile_statement
+from emulator.sql.context import MessageContext
+from emulator.sql.statement import compile_statement
 
 SQL = (
     "SELECT *, clientid() AS clientId, timestamp() AS timestamp "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any, TextIO
 from emulator.config import REPO_ROOT
 from emulator.project.loader import load_project
 from emulator.rules.dryrun import compile_rule, dry_run
+from emulator.rules.engine import new_uuid
+from emulator.sql.context import MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.sql.statement import NO_MATCH, MessageContext, compile_statement
+from emulator.sql.statement import NO_MATCH, compile_statement
 
 
 def add_parser(sub: Any) -> None:
@@ -58,6 +61,8 @@ def _context(line: dict[str, Any]) -> MessageContext:
         client_id=line.get("client_id"),
         principal=line.get("principal"),
         timestamp_ms=int(line.get("timestamp", time.time() * 1000)),
+        newuuid=new_uuid,
+        random=random.random,
     )
 
 
@@ -102,6 +107,8 @@ def run_test(args: argparse.Namespace) -> int:
         payload=args.payload.encode(),
         client_id=args.client_id,
         timestamp_ms=int(time.time() * 1000),
+        newuuid=new_uuid,
+        random=random.random,
     )
     results = dry_run(rules, ctx)
     if args.json:

@@ -17,7 +17,8 @@ from typing import Any
 
 from emulator.project.loader import TEMPLATE_FIELDS, function_name_of
 from emulator.project.model import ActionSpec, RuleSpec
-from emulator.sql.statement import NO_MATCH, MessageContext, Statement, compile_statement
+from emulator.sql.context import MessageContext
+from emulator.sql.statement import NO_MATCH, Statement, compile_statement
 from emulator.sql.templates import Template, compile_template
 
 Json = Any

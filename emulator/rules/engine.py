@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -29,14 +30,20 @@ from emulator.messages import InboundMessage
 from emulator.project.model import Project
 from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
 from emulator.rules.external import LoopExternalCalls
+from emulator.sql.context import Env, MessageContext
 from emulator.sql.errors import RuleEvaluationError
-from emulator.sql.evaluate import Env
-from emulator.sql.statement import NO_MATCH, MessageContext
+from emulator.sql.statement import NO_MATCH
 from emulator.sql.templates import Template
 from emulator.sql.values import parse_json
 from emulator.topics import VALID_TOPICS, TopicTrie, validate_topic_name
 
 log = logging.getLogger(__name__)
+
+
+def new_uuid() -> str:
+    """The UUID source behind SQL ``newuuid()`` (the language itself draws none)."""
+    return str(uuid.uuid4())
+
 
 QUEUE_SIZE = 10_000
 WORKERS = 8
@@ -150,7 +157,8 @@ class RulesEngine:
             msg.principal,
             msg.timestamp_ms,
             msg.trace_id,
-            None,
+            new_uuid,
+            random.random,
             None,
             self.account_id,
             doc,

@@ -8,32 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulator.sql import ast
+from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.functions import REGISTRY
 from emulator.sql.operators import BINARY, op_add, op_neg, op_not
 from emulator.sql.parser import position
 from emulator.sql.values import UNDEFINED, equal, to_number
 
-if TYPE_CHECKING:
-    from emulator.sql.statement import MessageContext
-
-Compiled = Callable[["Env"], Any]
-
-
-class Env:
-    __slots__ = ("doc", "msg", "sql_version", "raw")
-
-    def __init__(self, doc: Any, msg: MessageContext, sql_version: str, raw: bytes) -> None:
-        self.doc = doc
-        self.msg = msg
-        self.sql_version = sql_version
-        self.raw = raw
-
-    def child(self, doc: Any) -> Env:
-        return Env(doc, self.msg, self.sql_version, self.raw)
+Compiled = Callable[[Env], Any]
 
 
 class Compiler:

@@ -1,8 +1,9 @@
 """Every function of iot-sql-functions.md, in one registry: name -> (arity, implementation).
 
 Implementations take the evaluation environment and the evaluated arguments and return a
-value (UNDEFINED when the documented table says so). Pure, except the three that read the
-environment's clock, UUID source and external hooks, which the engine supplies.
+value (UNDEFINED when the documented table says so). Pure: the few that need a source of
+their own (``newuuid()``, ``traceid()``, ``rand()``, the external calls) take it from the
+message context, which the caller supplies (see ``emulator.sql.context``).
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import random
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.values import (
     DECIMAL_CONTEXT,
@@ -30,10 +30,7 @@ from emulator.sql.values import (
     type_name,
 )
 
-if TYPE_CHECKING:
-    from emulator.sql.evaluate import Env
-
-Impl = Callable[["Env", list[Any]], Any]
+Impl = Callable[[Env, list[Any]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +201,10 @@ def _remainder(env: Env, args: list[Any]) -> Any:
 
 @register("rand", 0)
 def _rand(env: Env, args: list[Any]) -> Any:
-    return Decimal(repr(random.random()))
+    source = env.msg.random
+    if source is None:
+        raise RuleEvaluationError("rand(): no random source in this message context")
+    return Decimal(repr(source()))
 
 
 # -- bits ----------------------------------------------------------------------------
@@ -600,12 +600,20 @@ def _timestamp(env: Env) -> Any:
 
 @register("newuuid", 0)
 def _newuuid(env: Env, args: list[Any]) -> Any:
-    return env.msg.newuuid() if env.msg.newuuid else str(uuid.uuid4())
+    return _new_uuid(env, "newuuid")
 
 
 @register("traceid", 0)
 def _traceid(env: Env, args: list[Any]) -> Any:
-    return env.msg.trace_id if env.msg.trace_id else str(uuid.uuid4())
+    # A message without a trace ID gets a fresh one, as before the sources were injected.
+    return env.msg.trace_id if env.msg.trace_id else _new_uuid(env, "traceid")
+
+
+def _new_uuid(env: Env, name: str) -> str:
+    source = env.msg.newuuid
+    if source is None:
+        raise RuleEvaluationError(f"{name}(): no UUID source in this message context")
+    return source()
 
 
 @register_direct("sql_version")

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
+from emulator.sql.context import Env, Json, MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.sql.evaluate import Compiler, Env
+from emulator.sql.evaluate import Compiler
 from emulator.sql.parser import parse
-from emulator.sql.values import UNDEFINED, parse_json, to_json
+from emulator.sql.values import UNDEFINED, to_json
 from emulator.topics import matches, validate_topic_filter
 
-Json = Any
 SQL_VERSIONS = ("2015-10-08", "2016-03-23", "beta")
 
 
@@ -25,45 +22,6 @@ class _NoMatch:
 
 
 NO_MATCH: Final = _NoMatch()
-
-
-class ExternalCalls(Protocol):
-    def get_dynamodb(
-        self,
-        table: str,
-        partition_key_name: str,
-        partition_key_value: Json,
-        sort_key_name: str | None,
-        sort_key_value: Json | None,
-        role_arn: str,
-    ) -> Json | None: ...
-
-    def aws_lambda(self, function_arn: str, payload: Json) -> Json: ...
-
-
-@dataclass(slots=True)
-class MessageContext:
-    """One incoming message as the SQL sees it. The payload is parsed once, on first use,
-    and shared by every rule that evaluates this context."""
-
-    topic: str
-    payload: bytes
-    client_id: str | None = None
-    principal: str | None = None
-    timestamp_ms: int = 0
-    trace_id: str | None = None
-    newuuid: Callable[[], str] | None = None
-    external: ExternalCalls | None = None
-    account_id: str = "123456789012"
-    _doc: Any = field(default=None, repr=False)
-    _parsed: bool = field(default=False, repr=False)
-
-    @property
-    def document(self) -> Any:
-        if not self._parsed:
-            self._doc = parse_json(self.payload)
-            self._parsed = True
-        return self._doc
 
 
 class Statement:
@@ -157,7 +115,3 @@ def _json_in_place(out: dict[str, Any], sql_version: str) -> dict[str, Any]:
 
 def compile_statement(sql: str, sql_version: str = "2016-03-23") -> Statement:
     return Statement(sql, sql_version)
-
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())

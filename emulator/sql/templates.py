@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.sql.context import Env, MessageContext
 from emulator.sql.errors import RuleSyntaxError
-from emulator.sql.evaluate import Compiled, Compiler, Env
+from emulator.sql.evaluate import Compiled, Compiler
 from emulator.sql.lexer import Kind
 from emulator.sql.parser import Parser
-from emulator.sql.statement import MessageContext
 from emulator.sql.values import UNDEFINED, to_string
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from emulator.sql.context import MessageContext
 from emulator.sql.errors import RuleSyntaxError
-from emulator.sql.statement import NO_MATCH, MessageContext, compile_statement
+from emulator.sql.statement import NO_MATCH, compile_statement
 
 CASES_DIR = Path(__file__).parent / "sql_cases"
 

@@ -7,8 +7,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emulator.sql.context import MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
-from emulator.sql.statement import NO_MATCH, MessageContext, compile_statement
+from emulator.sql.statement import NO_MATCH, compile_statement
 from emulator.sql.templates import compile_template
 
 FRAGMENTS = [
