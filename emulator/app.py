@@ -21,10 +21,12 @@ from aiohttp import web
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
 from emulator.broker.policy import PolicyError, PolicySet
+from emulator.clock import now_ms
 from emulator.config import Config
-from emulator.dataplane.routes import add_routes as add_dataplane_routes
+from emulator.dataplane.urls import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
 from emulator.functions.service import FunctionService
+from emulator.limits import PublishCheck
 from emulator.pollers.kinesis import KinesisPoller
 from emulator.project.loader import load_project
 from emulator.project.model import Project
@@ -80,7 +82,8 @@ class Emulator:
         self.targets.functions = self.functions
         self.websocket = WebSocketEndpoint(self.broker, self._authenticate_websocket)
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
-        add_dataplane_routes(self.http_app, self.broker)
+        # The HTTP Publish is checked like an MQTT PUBLISH (emulator/limits.py).
+        self.dataplane = add_dataplane_routes(self.http_app, self.broker, PublishCheck(), now_ms)
         add_invoke_routes(self.http_app, self.functions)
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
