@@ -1,43 +1,99 @@
 """The Lambda ``Invoke`` HTTP API on the emulator's port, so boto3's lambda client works:
-``POST /2015-03-31/functions/{name}/invocations``."""
+``POST /2015-03-31/functions/{name}/invocations``.
+
+Parsing and serializing only: ``FunctionService`` (service.py) is the model. Its answers
+with an AWS error status (404 unknown function, 429 event queue full) become Lambda's
+errors with their codes, so boto3 raises the same ``ClientError`` as against AWS.
+"""
 
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Mapping
 
 from aiohttp import web
 
+from emulator.awserrors import AwsError, aws_handler, read_body
 from emulator.functions.service import FunctionService
+from emulator.functions.workers import InvokeResult
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TAIL_BYTES = 4096  # AWS: X-Amz-Log-Result holds the last 4 KB of the log
+
+
+class LambdaError(AwsError):
+    """Lambda's error body names who is at fault (``Type``) beside the message."""
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "User", "message": self.message}
+
+
+class InvalidParameterValue(LambdaError):
+    code = "InvalidParameterValueException"
+    status = 400
+
+
+class ResourceNotFound(LambdaError):
+    code = "ResourceNotFoundException"
+    status = 404
+
+
+class RequestTooLarge(LambdaError):
+    code = "RequestTooLargeException"
+    status = 413
+
+
+class TooManyRequests(LambdaError):
+    code = "TooManyRequestsException"
+    status = 429
+
+
+_ERRORS: dict[int, type[LambdaError]] = {404: ResourceNotFound, 429: TooManyRequests}
+
+
+def parse_invocation_type(headers: Mapping[str, str]) -> str:
+    kind = headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    if kind not in INVOCATION_TYPES:
+        raise InvalidParameterValue(f"invalid invocation type {kind}")
+    return kind
+
+
+def invoke_headers(result: InvokeResult, log_tail: bool) -> dict[str, str]:
+    """The answer's headers: version, request ID, function error, and the log tail when
+    ``X-Amz-Log-Type: Tail`` asked for it."""
+    headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": result.request_id}
+    if result.function_error:
+        headers["X-Amz-Function-Error"] = result.function_error
+    if log_tail:
+        tail = result.log_tail.encode()[-LOG_TAIL_BYTES:]
+        headers["X-Amz-Log-Result"] = base64.b64encode(tail).decode()
+    return headers
+
+
+def raise_for_status(result: InvokeResult) -> None:
+    """The model's error answers (an ``errorMessage`` body) as Lambda's API errors."""
+    error = _ERRORS.get(result.status_code)
+    if error is None:
+        return
+    try:
+        message = str(json.loads(result.payload)["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        message = result.payload.decode(errors="replace")
+    raise error(message)
 
 
 def add_routes(app: web.Application, functions: FunctionService) -> None:
     async def invoke(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if kind not in ("RequestResponse", "Event", "DryRun"):
-            return _error(400, "InvalidParameterValueException", f"invalid invocation type {kind}")
-        payload = await request.read()
-        result = await functions.invoke(name, payload or b"{}", kind)
-        if result.status_code == 404:
-            return _error(404, "ResourceNotFoundException", result.payload.decode())
-        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": result.request_id}
-        if result.function_error:
-            headers["X-Amz-Function-Error"] = result.function_error
-        if request.headers.get("X-Amz-Log-Type") == "Tail":
-            headers["X-Amz-Log-Result"] = base64.b64encode(
-                result.log_tail.encode()[-4096:]
-            ).decode()
+        kind = parse_invocation_type(request.headers)
+        payload = await read_body(request, RequestTooLarge)
+        result = await functions.invoke(request.match_info["name"], payload or b"{}", kind)
+        raise_for_status(result)
         return web.Response(
             status=result.status_code,
             body=result.payload,
-            headers=headers,
+            headers=invoke_headers(result, request.headers.get("X-Amz-Log-Type") == "Tail"),
             content_type="application/json",
         )
 
-    app.router.add_post("/2015-03-31/functions/{name}/invocations", invoke)
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response(
-        {"Type": "User", "message": message}, status=status, headers={"x-amzn-ErrorType": code}
-    )
+    app.router.add_post("/2015-03-31/functions/{name}/invocations", aws_handler(invoke))
