@@ -1,7 +1,8 @@
 """CPU cost per message of the broker's delivery path, in-process: no sockets, no clients.
 
-Feeds PUBLISH frames to a real ``ClientConnection`` of a real ``IoTBroker`` with the real
-rules engine; the subscriber's link only counts writes. Two paths:
+Feeds PUBLISH frames to a real connection (``MqttProtocol`` and its driver's ``apply``) of
+a real ``IoTBroker`` with the real rules engine; both clients connect and subscribe with
+real packets over in-memory links, and the subscriber's link only counts writes. Two paths:
 
 - ``pass``: a client's PUBLISH on ``pt`` delivered to one subscriber;
 - ``chat``: a PUBLISH on ``chat/out`` through benchmarks/rules/chat (the republish rule)
@@ -24,49 +25,50 @@ import time
 from benchmarks.scenarios import RULES
 from emulator.actions.base import ActionTargets
 from emulator.broker import codec
-from emulator.broker.auth import ClientIdentity
 from emulator.broker.broker import IoTBroker
-from emulator.broker.connection import ClientConnection
-from emulator.broker.sessions import Session
+from emulator.broker.connection import Connection
+from emulator.broker.protocol import MqttProtocol
+from emulator.clock import now_ms
 from emulator.config import Config
 from emulator.project.loader import load_project
 from emulator.rules.engine import RulesEngine
+from emulator.testing import connect_packet, mqtt_string
+from emulator.transport.memory import MemoryLink, link_pair
 
 BATCH = 100  # frames per loop turn, as one socket read would bring
 MESSAGES = 100_000
 ROUNDS = 7
 
 
-class CountingLink:
-    """A link that only counts what the broker writes to it."""
+class CountingLink(MemoryLink):
+    """A subscriber's link that only counts what the broker writes to it."""
 
-    peer_ip = "127.0.0.1"
-    peer_port = 0
-    transport_name = "memory"
+    __slots__ = ("writes",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.writes = 0
-
-    async def read(self) -> bytes:
-        return b""
 
     def write(self, data: bytes) -> None:
         self.writes += 1
 
-    def buffered(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        return None
-
-    async def wait_closed(self) -> None:
-        return None
-
 
 def _publish_frame(topic: str, payload: bytes) -> bytes:
-    name = topic.encode()
-    body = len(name).to_bytes(2, "big") + name + payload
+    body = mqtt_string(topic) + payload
     return bytes([codec.PUBLISH << 4]) + codec.encode_length(len(body)) + body
+
+
+def _subscribe_frame(topic_filter: str) -> bytes:
+    body = b"\x00\x01" + mqtt_string(topic_filter) + b"\x00"
+    return bytes([(codec.SUBSCRIBE << 4) | 0x02]) + codec.encode_length(len(body)) + body
+
+
+def _connect(broker: IoTBroker, client_id: str, link: MemoryLink) -> Connection:
+    """A connection of ``broker`` after its CONNECT, driven by hand (no reader task)."""
+    protocol = MqttProtocol(broker.state, broker.publish_check, link, lambda: client_id)
+    conn = Connection(link, protocol, broker)
+    conn.apply(protocol.receive(connect_packet(client_id), now_ms()))
+    return conn
 
 
 async def measure(
@@ -79,23 +81,18 @@ async def measure(
     engine.load(load_project([RULES / "chat"]))
     broker.set_on_message(engine.handle)
     topic, delivered_on = ("chat/out", "chat/pub/r1") if path == "chat" else ("pt", "pt")
-    sub = Session("sub", True)
-    sub.link = CountingLink()
-    broker.iot_sessions["sub"] = sub
-    broker.topic_subscriptions.add(delivered_on, "sub", 0)
-    sub.subscriptions[delivered_on] = 0
-    pub = Session("pub", True)
-    pub.link = CountingLink()
-    broker.iot_sessions["pub"] = pub
-    conn = ClientConnection(broker, pub.link)
-    conn.session = pub
-    conn.identity = ClientIdentity("pub", "pub", "127.0.0.1")
+    sub_link = CountingLink()
+    sub = _connect(broker, "sub", sub_link)
+    sub.apply(sub.protocol.receive(_subscribe_frame(delivered_on), now_ms()))
+    _, pub_link = link_pair()
+    pub = _connect(broker, "pub", pub_link)
+    protocol = pub.protocol
     batch = _publish_frame(topic, b'{"room": "/r1", "message": "hello"}') * BATCH
+    before = sub_link.writes
 
     async def run(n: int) -> None:
         for _ in range(n // BATCH):
-            for frame in conn.frames.feed(batch):
-                conn._handle(frame)
+            pub.apply(protocol.receive(batch, now_ms()))
             await asyncio.sleep(0)  # the republish flush runs on the next loop turn
 
     await run(messages // 5)  # warm-up: caches, allocator
@@ -110,7 +107,7 @@ async def measure(
             profiler.disable()
         best = min(best, time.perf_counter() - start)
     await engine.stop()
-    assert sub.link.writes >= messages, "the subscriber did not get every message"
+    assert sub_link.writes - before >= messages, "the subscriber did not get every message"
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return best / messages * 1e6

@@ -36,6 +36,7 @@ from emulator.rules.engine import RulesEngine
 from emulator.services.backends import BackendError, Backends
 from emulator.tasks import canceller
 from emulator.transport import sigv4
+from emulator.transport.tcp import TcpListener
 from emulator.transport.websocket import WebSocketEndpoint
 from emulator.web import add_routes as add_web_routes
 
@@ -80,7 +81,8 @@ class Emulator:
         self.broker = IoTBroker(config, on_message=self.rules.handle)
         self.targets.publish = self.broker.publish
         self.targets.functions = self.functions
-        self.websocket = WebSocketEndpoint(self.broker, self._authenticate_websocket)
+        self.mqtt_listener = TcpListener(self.broker.serve_link, config.host, config.mqtt_port)
+        self.websocket = WebSocketEndpoint(self.broker.serve_link, self._authenticate_websocket)
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
         # The HTTP Publish is checked like an MQTT PUBLISH (emulator/limits.py).
         self.dataplane = add_dataplane_routes(self.http_app, self.broker, PublishCheck(), now_ms)
@@ -173,11 +175,14 @@ class Emulator:
             self.watcher = RuleWatcher(self.config.rules, self.load_project, self._apply_project)
             self.watcher.start()
             self._stoppers.append(("rule watcher", self.watcher.stop))
+        await self.broker.start()
         try:
-            await self.broker.start()
-        except Exception as exc:
+            await self.mqtt_listener.start()
+        except OSError as exc:
             raise StartupError(f"MQTT port {self.config.mqtt_port}: {exc}") from exc
-        self.mqtt_port = self.broker.tcp_port
+        self.mqtt_port = self.mqtt_listener.port
+        # Unwound in reverse: the broker closes the connections, then the listener its port.
+        self._stoppers.append(("MQTT listener", self.mqtt_listener.stop))
         self._stoppers.append(("broker", self.broker.stop))
         try:
             await self._start_http()

@@ -3,13 +3,16 @@
 The broker reads whatever bytes arrive, feeds them to a ``FrameReader`` and gets whole
 packets back; PUBLISH, PUBACK and the small acknowledgements are parsed and built here
 because they carry every message. The rare, complex packets (CONNECT, SUBSCRIBE,
-UNSUBSCRIBE) are decoded with amqtt's packet classes by the connection.
+UNSUBSCRIBE) are decoded with amqtt's packet classes in ``amqtt_codec.py``.
+
+``Frame`` and ``Publish`` are named tuples, not dataclasses: one of each is built per
+message, and a tuple is several times cheaper to build than a frozen dataclass.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CONNECT = 1
 CONNACK = 2
@@ -44,15 +47,17 @@ PACKET_NAMES = {
 }
 
 PINGRESP_BYTES = b"\xd0\x00"
+DISCONNECT_BYTES = b"\xe0\x00"
 SUBACK_FAILURE = 0x80
+
+_new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 class ProtocolError(Exception):
     """The peer broke the protocol; the connection is closed (only that one)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One MQTT control packet: type, the 4 flag bits and the bytes after the fixed header."""
 
     type: int
@@ -102,7 +107,9 @@ class FrameReader:
             packet_type = first >> 4
             if packet_type == 0 or packet_type == 15:
                 raise ProtocolError(f"reserved packet type {packet_type}")
-            frames.append(Frame(packet_type, first & 0x0F, bytes(buf[index : index + length])))
+            frames.append(
+                _new_tuple(Frame, (packet_type, first & 0x0F, bytes(buf[index : index + length])))
+            )
             pos = index + length
         self._compact(pos)
         return frames
@@ -113,6 +120,7 @@ class FrameReader:
 
 
 def encode_length(length: int) -> bytes:
+    """MQTT's "remaining length": 7 bits per byte, high bit set on all but the last."""
     out = bytearray()
     while True:
         byte = length % 128
@@ -124,8 +132,7 @@ def encode_length(length: int) -> bytes:
             return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
+class Publish(NamedTuple):
     topic: str
     payload: bytes
     qos: int
@@ -153,7 +160,8 @@ def decode_publish(frame: Frame) -> Publish:
             raise ProtocolError("PUBLISH packet id truncated")
         (packet_id,) = struct.unpack_from("!H", body, end)
         end += 2
-    return Publish(topic, body[end:], qos, bool(frame.flags & 1), bool(frame.flags & 8), packet_id)
+    flags = frame.flags
+    return _new_tuple(Publish, (topic, body[end:], qos, flags & 1 == 1, flags & 8 == 8, packet_id))
 
 
 def encode_publish(
