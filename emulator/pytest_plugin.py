@@ -9,16 +9,25 @@
         table = iot_emulator.boto3_client("dynamodb")
 
 The emulator listens on free ports and stops when the test ends. Options come from the
-``iot_emulator`` marker, or override the ``iot_emulator_settings`` fixture.
+``iot_emulator`` marker, or override the ``iot_emulator_settings`` fixture. For settings
+known only inside the test (rules in ``tmp_path``) or several emulators, use the
+``iot_emulator_factory`` fixture:
+
+    async def test_my_rules(iot_emulator_factory, tmp_path):
+        iot = await iot_emulator_factory(rules=[str(tmp_path)])
+
+Everything here (and the project's own integration tests) starts emulators through
+``running_emulator``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -27,6 +36,11 @@ from emulator.config import load_config
 from emulator.testing import Received, TestClient
 
 _ids = itertools.count()
+
+# Free ports, and no file watching unless a test asks for it.
+TEST_SETTINGS: Final = {"mqtt_port": 0, "http_port": 0, "hot_reload": False}
+# The fixtures' backend: moto starts in a second and needs no Java or Node.
+FIXTURE_SETTINGS: Final = {"backend": "moto"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,16 +81,23 @@ class EmulatorHandle:
         }
 
     async def mqtt_client(
-        self, client_id: str | None = None, transport: str = "tcp", **kwargs: Any
+        self,
+        client_id: str | None = None,
+        transport: str = "tcp",
+        *,
+        connect: bool = True,
+        **kwargs: Any,
     ) -> TestClient:
-        """A connected paho client (TCP or ``websockets``), closed at teardown."""
+        """A paho client (TCP or ``websockets``), connected unless ``connect=False``,
+        closed at teardown."""
         port = self.emulator.http_port if transport == "websockets" else self.mqtt_port
         assert port is not None
         client = TestClient(
             self.host, port, client_id or f"pytest-{next(_ids)}", transport=transport, **kwargs
         )
         self._clients.append(client)
-        await client.connect()
+        if connect:
+            await client.connect()
         return client
 
     async def wait_for_message(self, topic_filter: str, timeout: float = 10.0) -> Received:
@@ -110,16 +131,11 @@ def iot_emulator_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     return dict(marker.kwargs) if marker else {}
 
 
-@pytest.fixture
-async def iot_emulator(iot_emulator_settings: dict[str, Any]) -> AsyncIterator[EmulatorHandle]:
-    settings: dict[str, Any] = {
-        "mqtt_port": 0,
-        "http_port": 0,
-        "hot_reload": False,
-        "backend": "moto",
-    }
-    settings.update(iot_emulator_settings)
-    emulator = Emulator(load_config(settings, environ={}))
+@contextlib.asynccontextmanager
+async def running_emulator(**settings: Any) -> AsyncIterator[EmulatorHandle]:
+    """An emulator started with ``settings`` over ``TEST_SETTINGS``; on exit its clients
+    close and it stops. The environment is not read: a test sees only its own settings."""
+    emulator = Emulator(load_config({**TEST_SETTINGS, **settings}, environ={}))
     await emulator.start()
     handle = EmulatorHandle(emulator)
     try:
@@ -127,3 +143,25 @@ async def iot_emulator(iot_emulator_settings: dict[str, Any]) -> AsyncIterator[E
     finally:
         await handle.close()
         await emulator.stop()
+
+
+EmulatorFactory = Callable[..., Awaitable[EmulatorHandle]]
+
+
+@pytest.fixture
+async def iot_emulator_factory() -> AsyncIterator[EmulatorFactory]:
+    """Start emulators with settings made in the test; all stop at teardown, last first."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**settings: Any) -> EmulatorHandle:
+            merged = {**FIXTURE_SETTINGS, **settings}
+            return await stack.enter_async_context(running_emulator(**merged))
+
+        yield start
+
+
+@pytest.fixture
+async def iot_emulator(
+    iot_emulator_settings: dict[str, Any], iot_emulator_factory: EmulatorFactory
+) -> EmulatorHandle:
+    return await iot_emulator_factory(**iot_emulator_settings)

@@ -1,36 +1,44 @@
-"""Integration fixtures: a real emulator in-process on free ports, real clients over sockets."""
+"""Integration fixtures: emulators from the project's own pytest plugin
+(``emulator/pytest_plugin.py``, the one users get), real clients over sockets."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 import pytest
 
 from emulator.app import Emulator
-from emulator.config import load_config
+from emulator.pytest_plugin import EmulatorFactory, EmulatorHandle
 from emulator.testing import TestClient
 
-_ids = itertools.count()
+# Our tests name the rules they load (none unless they say), and backends start only when
+# those rules need them ("auto"), where the plugin's fixtures for users always start moto.
+SETTINGS: Final = {"rules": [], "backend": "auto"}
 
-
-async def start_emulator(**settings: Any) -> Emulator:
-    flags: dict[str, Any] = {"mqtt_port": 0, "http_port": 0, "rules": [], "hot_reload": False}
-    flags.update(settings)
-    emulator = Emulator(load_config(flags, environ={}))
-    await emulator.start()
-    return emulator
+EmulatorStarter = Callable[..., Awaitable[Emulator]]
+ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    em = await start_emulator()
-    try:
-        yield em
-    finally:
-        await em.stop()
+def start_emulator(iot_emulator_factory: EmulatorFactory) -> EmulatorStarter:
+    """Start an emulator with ``SETTINGS`` and the test's own; it stops at teardown."""
+
+    async def start(**settings: Any) -> Emulator:
+        handle = await iot_emulator_factory(**{**SETTINGS, **settings})
+        return handle.emulator
+
+    return start
+
+
+@pytest.fixture
+async def emulator_handle(iot_emulator_factory: EmulatorFactory) -> EmulatorHandle:
+    return await iot_emulator_factory(**SETTINGS)
+
+
+@pytest.fixture
+def emulator(emulator_handle: EmulatorHandle) -> Emulator:
+    return emulator_handle.emulator
 
 
 @pytest.fixture(params=["tcp", "websockets"])
@@ -38,13 +46,9 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
-
-
 @pytest.fixture
-async def make_client(emulator: Emulator, transport: str) -> AsyncIterator[ClientFactory]:
-    """Connected clients on the transport under test (TCP or WebSocket)."""
-    clients: list[TestClient] = []
+def make_client(emulator_handle: EmulatorHandle, transport: str) -> ClientFactory:
+    """Clients on the transport under test (TCP or WebSocket), closed at teardown."""
 
     async def factory(
         client_id: str | None = None,
@@ -53,16 +57,8 @@ async def make_client(emulator: Emulator, transport: str) -> AsyncIterator[Clien
         via: str | None = None,
         **kwargs: Any,
     ) -> TestClient:
-        kind = via or transport
-        port = emulator.http_port if kind == "websockets" else emulator.mqtt_port
-        assert port is not None
-        client = TestClient(
-            "127.0.0.1", port, client_id or f"test-{next(_ids)}", transport=kind, **kwargs
+        return await emulator_handle.mqtt_client(
+            client_id, via or transport, connect=connect, **kwargs
         )
-        clients.append(client)
-        if connect:
-            await client.connect()
-        return client
 
-    yield factory
-    await asyncio.gather(*(client.close() for client in clients))
+    return factory

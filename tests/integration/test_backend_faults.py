@@ -13,7 +13,7 @@ from typing import Any
 from emulator.app import Emulator
 from emulator.services.backends import ChildProcess, free_port
 from emulator.testing import TestClient
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 RULES = """
 rules:
@@ -50,7 +50,9 @@ async def store(client: TestClient, em: Emulator, item_id: str) -> None:
     await em.rules.wait_idle()
 
 
-async def test_backend_outage_fails_into_the_error_action_and_recovers(tmp_path: Path) -> None:
+async def test_backend_outage_fails_into_the_error_action_and_recovers(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     (tmp_path / "rules.yaml").write_text(RULES)
     port = free_port()
     backend = moto_process(port)
@@ -88,11 +90,13 @@ async def test_backend_outage_fails_into_the_error_action_and_recovers(tmp_path:
         assert em.health()["backends"]["outages"] == 1
     finally:
         await client.close()
-        await em.stop()
+        await em.stop()  # before the backend it was told to use (the fixture's stop is a no-op)
         await backend.stop()
 
 
-async def test_a_backend_child_process_that_dies_is_restarted(tmp_path: Path) -> None:
+async def test_a_backend_child_process_that_dies_is_restarted(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     (tmp_path / "rules.yaml").write_text(RULES)
     em = await start_emulator(rules=[str(tmp_path)], backend="moto")
     client = TestClient("127.0.0.1", em.mqtt_port or 0, "faults-child")
@@ -109,4 +113,3 @@ async def test_a_backend_child_process_that_dies_is_restarted(tmp_path: Path) ->
         assert await stored(em, "restarted")
     finally:
         await client.close()
-        await em.stop()

@@ -12,7 +12,7 @@ import pytest
 from emulator.app import Emulator
 from emulator.broker import codec
 from emulator.testing import connect_packet, mqtt_string, publish_packet, remaining_length
-from tests.integration.conftest import ClientFactory, start_emulator
+from tests.integration.conftest import ClientFactory, EmulatorStarter
 from tests.integration.raw import RawConnection
 
 
@@ -65,24 +65,19 @@ async def test_keepalive_timeout_publishes_will(
     await raw.close()
 
 
-async def test_persistent_session_expires(transport: str) -> None:
+async def test_persistent_session_expires(transport: str, start_emulator: EmulatorStarter) -> None:
     emulator = await start_emulator(session_expiry=0.2)
-    try:
-        expired: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        emulator.broker.expiry_listeners.append(
-            lambda cid: expired.done() or expired.set_result(cid)
-        )
-        raw = await RawConnection.open(emulator, transport)
-        await raw_connect(raw, "short-lived", clean=False)
-        await raw.close()
-        async with asyncio.timeout(5):
-            assert await expired == "short-lived"
-        again = await RawConnection.open(emulator, transport)
-        connack = await raw_connect(again, "short-lived", clean=False)
-        assert connack.body[0] == 0  # no session present any more
-        await again.close()
-    finally:
-        await emulator.stop()
+    expired: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    emulator.broker.expiry_listeners.append(lambda cid: expired.done() or expired.set_result(cid))
+    raw = await RawConnection.open(emulator, transport)
+    await raw_connect(raw, "short-lived", clean=False)
+    await raw.close()
+    async with asyncio.timeout(5):
+        assert await expired == "short-lived"
+    again = await RawConnection.open(emulator, transport)
+    connack = await raw_connect(again, "short-lived", clean=False)
+    assert connack.body[0] == 0  # no session present any more
+    await again.close()
 
 
 BAD_INPUTS = {

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
 from emulator.testing import TestClient
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 BACKENDS = [b for b in os.environ.get("EMULATOR_TEST_BACKENDS", "moto,local").split(",") if b]
 
@@ -30,12 +29,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def chat(backend: str) -> AsyncIterator[Emulator]:
-    em = await start_emulator(rules=[str(REPO_ROOT / "rules")], backend=backend)
-    try:
-        yield em
-    finally:
-        await em.stop()
+async def chat(backend: str, start_emulator: EmulatorStarter) -> Emulator:
+    return await start_emulator(rules=[str(REPO_ROOT / "rules")], backend=backend)
 
 
 async def browser(em: Emulator) -> TestClient:

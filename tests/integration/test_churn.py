@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.churn import RULES, churn_worker
 from emulator.app import Emulator
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 
 async def run_clients(em: Emulator, clients: int, rooms: int, seconds: float) -> dict[str, int]:
@@ -33,17 +33,16 @@ def live_objects() -> int:
     return len(gc.get_objects())
 
 
-async def test_churning_websocket_clients_lose_nothing_and_leave_nothing() -> None:
+async def test_churning_websocket_clients_lose_nothing_and_leave_nothing(
+    start_emulator: EmulatorStarter,
+) -> None:
     em = await start_emulator(rules=[str(RULES)])
-    try:
-        await run_clients(em, clients=200, rooms=10, seconds=2)  # warm-up: caches, pools
-        baseline = live_objects()
-        stats = await run_clients(em, clients=200, rooms=10, seconds=5)
-        assert stats["published"] > 1000
-        assert stats.get("errors", 0) == 0
-        assert stats["lost"] == 0 and stats["echoed"] == stats["published"]
-        assert em.broker.iot_sessions == {}
-        assert len(em.broker.topic_subscriptions) == 0
-        assert live_objects() <= baseline * 1.05
-    finally:
-        await em.stop()
+    await run_clients(em, clients=200, rooms=10, seconds=2)  # warm-up: caches, pools
+    baseline = live_objects()
+    stats = await run_clients(em, clients=200, rooms=10, seconds=5)
+    assert stats["published"] > 1000
+    assert stats.get("errors", 0) == 0
+    assert stats["lost"] == 0 and stats["echoed"] == stats["published"]
+    assert em.broker.iot_sessions == {}
+    assert len(em.broker.topic_subscriptions) == 0
+    assert live_objects() <= baseline * 1.05

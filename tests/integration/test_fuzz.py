@@ -12,7 +12,6 @@ import base64
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
 from emulator.testing import TestClient, connect_packet, mqtt_string, publish_packet
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 VALID = [
     connect_packet("fuzz-a"),
@@ -66,12 +65,8 @@ streams = st.one_of(
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[Emulator]:
-    em = await start_emulator(rules=[])
-    try:
-        yield em
-    finally:
-        await em.stop()
+async def broker(start_emulator: EmulatorStarter) -> Emulator:
+    return await start_emulator(rules=[])
 
 
 async def send_and_drain(port: int, data: bytes) -> None:
@@ -131,36 +126,35 @@ HOSTILE = {
 }
 
 
-async def test_hostile_payloads_reach_the_rules_without_crashing_them() -> None:
+async def test_hostile_payloads_reach_the_rules_without_crashing_them(
+    start_emulator: EmulatorStarter,
+) -> None:
     """Not JSON, 120 KiB, nested 10,000 deep, invalid UTF-8, binary: the rules see the
     bytes (``encode(*, 'base64')``), JSON-only rules skip what is not JSON, and the engine
     goes on with the next message."""
     em = await start_emulator(rules=[str(REPO_ROOT / "tests" / "fixtures" / "hostile-rules")])
-    try:
-        client = TestClient("127.0.0.1", em.mqtt_port or 0, "hostile")
-        await client.connect()
-        await client.subscribe("seen/+", 1)
-        fields_client = TestClient("127.0.0.1", em.mqtt_port or 0, "hostile-fields")
-        await fields_client.connect()
-        await fields_client.subscribe("fields/+", 1)
-        for kind, payload in HOSTILE.items():
-            await client.publish(f"hostile/{kind}", payload, qos=1)
-            seen = json.loads((await client.message_on(f"seen/{kind}")).payload)
-            assert seen["kind"] == kind
-            encoded = base64.b64decode(seen["b"])
-            if kind == "huge":  # JSON: the document is encoded (re-serialized)
-                assert json.loads(encoded) == json.loads(payload)
-            else:  # not JSON: the bytes as they came
-                assert encoded == payload
-        await client.publish("hostile/json", b'{"deep": {"x": 1}}', qos=1)
-        fields = await fields_client.next_message()
-        # Only JSON payloads have fields; of the hostile ones only "huge" is JSON (invalid
-        # UTF-8 makes "badutf8" not JSON), and messages arrive in publish order.
-        assert fields.topic == "fields/huge"
-        assert json.loads(fields.payload)["deep"] == {"x": 1}
-        last = await fields_client.next_message()
-        assert last.topic == "fields/json"
-        await client.close()
-        await fields_client.close()
-    finally:
-        await em.stop()
+    client = TestClient("127.0.0.1", em.mqtt_port or 0, "hostile")
+    await client.connect()
+    await client.subscribe("seen/+", 1)
+    fields_client = TestClient("127.0.0.1", em.mqtt_port or 0, "hostile-fields")
+    await fields_client.connect()
+    await fields_client.subscribe("fields/+", 1)
+    for kind, payload in HOSTILE.items():
+        await client.publish(f"hostile/{kind}", payload, qos=1)
+        seen = json.loads((await client.message_on(f"seen/{kind}")).payload)
+        assert seen["kind"] == kind
+        encoded = base64.b64decode(seen["b"])
+        if kind == "huge":  # JSON: the document is encoded (re-serialized)
+            assert json.loads(encoded) == json.loads(payload)
+        else:  # not JSON: the bytes as they came
+            assert encoded == payload
+    await client.publish("hostile/json", b'{"deep": {"x": 1}}', qos=1)
+    fields = await fields_client.next_message()
+    # Only JSON payloads have fields; of the hostile ones only "huge" is JSON (invalid
+    # UTF-8 makes "badutf8" not JSON), and messages arrive in publish order.
+    assert fields.topic == "fields/huge"
+    assert json.loads(fields.payload)["deep"] == {"x": 1}
+    last = await fields_client.next_message()
+    assert last.topic == "fields/json"
+    await client.close()
+    await fields_client.close()

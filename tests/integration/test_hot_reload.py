@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.testing import TestClient
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 RULE = """
 rules:
@@ -22,7 +22,7 @@ rules:
 
 
 async def test_edits_reload_and_broken_files_keep_the_previous_rules(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, start_emulator: EmulatorStarter
 ) -> None:
     rules = tmp_path / "relay.yaml"
     rules.write_text(RULE.format(target="a"))
@@ -67,4 +67,3 @@ async def test_edits_reload_and_broken_files_keep_the_previous_rules(
         assert client.client.is_connected()
     finally:
         await client.close()
-        await em.stop()

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from emulator.config import REPO_ROOT
-from emulator.pytest_plugin import EmulatorHandle
+from emulator.pytest_plugin import EmulatorFactory, EmulatorHandle
 
 FUNCTIONS = REPO_ROOT / "tests" / "fixtures" / "functions"
 pytestmark = pytest.mark.iot_emulator(rules=[str(FUNCTIONS / "functions.yaml")], backend="moto")
@@ -135,41 +135,25 @@ async def test_failing_actions_reach_the_error_action_once(
     )
 
 
-async def test_editing_the_handler_changes_behaviour_without_restart(tmp_path: Path) -> None:
+async def test_editing_the_handler_changes_behaviour_without_restart(
+    tmp_path: Path, iot_emulator_factory: EmulatorFactory
+) -> None:
     code = tmp_path / "code"
     shutil.copytree(FUNCTIONS / "echo", code)
     (tmp_path / "f.yaml").write_text(
         "functions:\n  - {functionName: v, handler: handler.version, codeUri: code}\n"
     )
-    from emulator.app import Emulator
-    from emulator.config import load_config
-
-    em = Emulator(
-        load_config(
-            {
-                "mqtt_port": 0,
-                "http_port": 0,
-                "rules": [str(tmp_path / "f.yaml")],
-                "backend": "moto",
-                "hot_reload": False,
-            },
-            environ={},
-        )
-    )
-    await em.start()
-    try:
-        first = await em.functions.invoke("v", b"{}")
-        assert json.loads(first.payload) == {"version": 1}
-        pool = em.functions.pools["v"]
-        reloaded = asyncio.ensure_future(pool.reloaded.wait())
-        source = code / "handler.py"
-        source.write_text(source.read_text().replace('{"version": 1}', '{"version": 2}'))
-        async with asyncio.timeout(10):
-            await reloaded
-        second = await em.functions.invoke("v", b"{}")
-        assert json.loads(second.payload) == {"version": 2}
-    finally:
-        await em.stop()
+    em = (await iot_emulator_factory(rules=[str(tmp_path / "f.yaml")])).emulator
+    first = await em.functions.invoke("v", b"{}")
+    assert json.loads(first.payload) == {"version": 1}
+    pool = em.functions.pools["v"]
+    reloaded = asyncio.ensure_future(pool.reloaded.wait())
+    source = code / "handler.py"
+    source.write_text(source.read_text().replace('{"version": 1}', '{"version": 2}'))
+    async with asyncio.timeout(10):
+        await reloaded
+    second = await em.functions.invoke("v", b"{}")
+    assert json.loads(second.payload) == {"version": 2}
 
 
 async def test_sql_functions_call_the_local_dynamodb_and_lambda(

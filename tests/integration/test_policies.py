@@ -8,7 +8,6 @@ publish, no delivery without iot:Receive. ``--no-auth`` turns it all off.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from emulator.app import Emulator
 from emulator.broker import codec
 from emulator.config import REPO_ROOT
 from emulator.testing import TestClient, connect_packet
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 from tests.integration.raw import RawConnection
 
 ARN = "arn:aws:iot:us-east-1:123456789012"
@@ -39,12 +38,8 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def chat(tmp_path: Path) -> AsyncIterator[Emulator]:
-    em = await start_emulator(rules=[str(chat_policy_only(tmp_path))])
-    try:
-        yield em
-    finally:
-        await em.stop()
+async def chat(tmp_path: Path, start_emulator: EmulatorStarter) -> Emulator:
+    return await start_emulator(rules=[str(chat_policy_only(tmp_path))])
 
 
 def client(em: Emulator, client_id: str, transport: str = "tcp") -> TestClient:
@@ -72,7 +67,9 @@ async def test_a_browser_may_do_what_the_chat_needs_and_nothing_else(
     await page.close()
 
 
-async def test_receive_is_checked_per_message(tmp_path: Path) -> None:
+async def test_receive_is_checked_per_message(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     rules = tmp_path / "p.yaml"
     document = {
         "Version": "2012-10-17",
@@ -88,23 +85,22 @@ async def test_receive_is_checked_per_message(tmp_path: Path) -> None:
     }
     rules.write_text(yaml.safe_dump({"policies": [{"policyName": "r", "document": document}]}))
     em = await start_emulator(rules=[str(rules)])
-    try:
-        sub = client(em, "sub")
-        await sub.connect()
-        assert await sub.subscribe("a/#", 1) == [1]  # '#' is literal: a/* allows it
-        pub = client(em, "pub")
-        await pub.connect()
-        await pub.publish("a/restricted/x", b"secret", qos=1)
-        await pub.publish("a/open", b"fine", qos=1)
-        received = await sub.next_message()
-        assert (received.topic, received.payload) == ("a/open", b"fine")
-        await sub.close()
-        await pub.close()
-    finally:
-        await em.stop()
+    sub = client(em, "sub")
+    await sub.connect()
+    assert await sub.subscribe("a/#", 1) == [1]  # '#' is literal: a/* allows it
+    pub = client(em, "pub")
+    await pub.connect()
+    await pub.publish("a/restricted/x", b"secret", qos=1)
+    await pub.publish("a/open", b"fine", qos=1)
+    received = await sub.next_message()
+    assert (received.topic, received.payload) == ("a/open", b"fine")
+    await sub.close()
+    await pub.close()
 
 
-async def test_connect_is_refused_with_aws_return_code(tmp_path: Path) -> None:
+async def test_connect_is_refused_with_aws_return_code(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     rules = tmp_path / "p.yaml"
     document = {
         "Statement": [
@@ -113,17 +109,14 @@ async def test_connect_is_refused_with_aws_return_code(tmp_path: Path) -> None:
     }
     rules.write_text(yaml.safe_dump({"policies": [{"policyName": "c", "document": document}]}))
     em = await start_emulator(rules=[str(rules)])
-    try:
-        assert (await client(em, "web-ok").connect())[0] == 0
-        conn = await RawConnection.open(em, "tcp")  # paho cannot show a return code of 7
-        await conn.send(connect_packet("intruder"))
-        connack = await conn.next_frame()
-        # AWS IoT answers 7 where MQTT 3.1.1 would say 5 (mqtt.md), then closes
-        assert connack.type == codec.CONNACK and connack.body[1] == 7
-        await conn.wait_closed_by_broker()
-        await conn.close()
-    finally:
-        await em.stop()
+    assert (await client(em, "web-ok").connect())[0] == 0
+    conn = await RawConnection.open(em, "tcp")  # paho cannot show a return code of 7
+    await conn.send(connect_packet("intruder"))
+    connack = await conn.next_frame()
+    # AWS IoT answers 7 where MQTT 3.1.1 would say 5 (mqtt.md), then closes
+    assert connack.type == codec.CONNACK and connack.body[1] == 7
+    await conn.wait_closed_by_broker()
+    await conn.close()
 
 
 async def test_retained_publish_needs_retain_publish(chat: Emulator) -> None:
@@ -133,29 +126,29 @@ async def test_retained_publish_needs_retain_publish(chat: Emulator) -> None:
     await page.wait_disconnected()
 
 
-async def test_no_auth_turns_enforcement_off_and_says_so(tmp_path: Path) -> None:
+async def test_no_auth_turns_enforcement_off_and_says_so(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     em = await start_emulator(rules=[str(chat_policy_only(tmp_path))], no_auth=True)
-    try:
-        assert "NOT enforced" in em.ready_line()
-        page = client(em, "web-4")
-        await page.connect()
-        assert await page.subscribe("chat/in/web-5", 1) == [1]
-        await page.publish("chat/pub/lobby", b"anything", qos=1)
-        await page.close()
-    finally:
-        await em.stop()
+    assert "NOT enforced" in em.ready_line()
+    page = client(em, "web-4")
+    await page.connect()
+    assert await page.subscribe("chat/in/web-5", 1) == [1]
+    await page.publish("chat/pub/lobby", b"anything", qos=1)
+    await page.close()
 
 
-async def test_without_policies_clients_are_not_restricted_and_the_ready_line_says_so() -> None:
+async def test_without_policies_clients_are_not_restricted_and_the_ready_line_says_so(
+    start_emulator: EmulatorStarter,
+) -> None:
     em = await start_emulator(rules=[])
-    try:
-        assert "auth=open (no IoT policies loaded)" in em.ready_line()
-        assert em.health()["auth"] == "open (no IoT policies loaded)"
-    finally:
-        await em.stop()
+    assert "auth=open (no IoT policies loaded)" in em.ready_line()
+    assert em.health()["auth"] == "open (no IoT policies loaded)"
 
 
-async def test_policy_files_given_on_the_command_line_are_enforced(tmp_path: Path) -> None:
+async def test_policy_files_given_on_the_command_line_are_enforced(
+    tmp_path: Path, start_emulator: EmulatorStarter
+) -> None:
     doc = tmp_path / "only-a.json"
     doc.write_text(
         json.dumps(
@@ -163,15 +156,12 @@ async def test_policy_files_given_on_the_command_line_are_enforced(tmp_path: Pat
         )
     )
     em = await start_emulator(rules=[], policies=[str(doc)])
-    try:
-        assert em.auth_state == "enforced (only-a)"
-        c = client(em, "a1")
-        await c.connect()
-        assert await c.subscribe("b/x", 1) == [FAILURE]
-        assert await c.subscribe("a/x", 1) == [1]
-        await c.close()
-    finally:
-        await em.stop()
+    assert em.auth_state == "enforced (only-a)"
+    c = client(em, "a1")
+    await c.connect()
+    assert await c.subscribe("b/x", 1) == [FAILURE]
+    assert await c.subscribe("a/x", 1) == [1]
+    await c.close()
 
 
 def presigned_query(port: int, secret: str) -> str:
@@ -187,7 +177,7 @@ def presigned_query(port: int, secret: str) -> str:
     return urlsplit(request.url).query
 
 
-async def test_sigv4_presigned_websocket_urls_are_verified() -> None:
+async def test_sigv4_presigned_websocket_urls_are_verified(start_emulator: EmulatorStarter) -> None:
     import aiohttp
 
     em = await start_emulator(rules=[], credentials={"AKIDLOCAL": "local-secret"})
@@ -210,4 +200,3 @@ async def test_sigv4_presigned_websocket_urls_are_verified() -> None:
             assert refused.value.status == 403
     finally:
         await watcher.close()
-        await em.stop()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from emulator.app import Emulator
 from emulator.testing import TestClient
-from tests.integration.conftest import start_emulator
+from tests.integration.conftest import EmulatorStarter
 
 RULES = """
 rules:
@@ -50,13 +49,9 @@ MAX_HOPS = 3
 
 
 @pytest.fixture
-async def engine_emulator(tmp_path: Path) -> AsyncIterator[Emulator]:
+async def engine_emulator(tmp_path: Path, start_emulator: EmulatorStarter) -> Emulator:
     (tmp_path / "rules.yaml").write_text(RULES)
-    em = await start_emulator(rules=[tmp_path], max_hops=MAX_HOPS)
-    try:
-        yield em
-    finally:
-        await em.stop()
+    return await start_emulator(rules=[tmp_path], max_hops=MAX_HOPS)
 
 
 async def _client(em: Emulator, client_id: str, *topics: str) -> TestClient:
