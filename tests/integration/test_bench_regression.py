@@ -33,6 +33,10 @@ TIMEOUT = 15.0
 # time; the best of five on each side lands both sides in a quiet moment.
 ROUNDS = 5
 
+# Timing checks, apart from the behaviour tests: `pytest -m "not bench"` leaves them out; the
+# README's `make test` runs them with everything else.
+pytestmark = pytest.mark.bench
+
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[harness.BrokerProcess]:
