@@ -51,6 +51,12 @@ class MemoryLink:
         self._inbox.clear()
         return data
 
+    def take(self) -> bytes:
+        """What arrived so far, without waiting (for tests without an event loop)."""
+        data = bytes(self._inbox)
+        self._inbox.clear()
+        return data
+
     def write(self, data: bytes) -> None:
         peer = self._peer
         if self._closed or peer is None or peer._eof:
