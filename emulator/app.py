@@ -26,7 +26,6 @@ from emulator.config import Config
 from emulator.dataplane.urls import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
 from emulator.functions.service import FunctionService
-from emulator.limits import PublishCheck
 from emulator.pollers.kinesis import KinesisPoller
 from emulator.project.loader import load_project
 from emulator.project.model import Project
@@ -84,8 +83,10 @@ class Emulator:
         self.mqtt_listener = TcpListener(self.broker.serve_link, config.host, config.mqtt_port)
         self.websocket = WebSocketEndpoint(self.broker.serve_link, self._authenticate_websocket)
         self.http_app.router.add_get("/mqtt", self.websocket.handle)
-        # The HTTP Publish is checked like an MQTT PUBLISH (emulator/limits.py).
-        self.dataplane = add_dataplane_routes(self.http_app, self.broker, PublishCheck(), now_ms)
+        # The HTTP Publish goes through the broker's own check, the one MQTT PUBLISH uses.
+        self.dataplane = add_dataplane_routes(
+            self.http_app, self.broker, self.broker.publish_check, now_ms
+        )
         add_invoke_routes(self.http_app, self.functions)
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
@@ -229,11 +230,11 @@ class Emulator:
             log.exception("could not apply the reloaded tables/streams/functions")
 
     async def _start_http(self) -> None:
-        self._runner = web.AppRunner(self.http_app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(
-            self._runner, self.config.host, self.config.http_port, shutdown_timeout=2.0
+        self._runner = web.AppRunner(
+            self.http_app, access_log=None, handle_signals=False, shutdown_timeout=2.0
         )
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
         await self._site.start()
         server = self._site._server
         assert server is not None
