@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from emulator.broker.codec import encode_length
+
 Json = Any
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
@@ -26,15 +28,6 @@ PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 
 
 # -- codec (pure) ----------------------------------------------------------------------
-def _remaining(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _str(s: str | bytes) -> bytes:
     b = s.encode() if isinstance(s, str) else s
     return struct.pack("!H", len(b)) + b
@@ -43,17 +36,17 @@ def _str(s: str | bytes) -> bytes:
 def encode_connect(client_id: str, keepalive: int = 600, clean: bool = True) -> bytes:
     body = _str("MQTT") + bytes([4, 0x02 if clean else 0]) + struct.pack("!H", keepalive)
     body += _str(client_id)
-    return bytes([CONNECT << 4]) + _remaining(len(body)) + body
+    return bytes([CONNECT << 4]) + encode_length(len(body)) + body
 
 
 def encode_subscribe(packet_id: int, filters: list[str], qos: int) -> bytes:
     body = struct.pack("!H", packet_id) + b"".join(_str(f) + bytes([qos]) for f in filters)
-    return bytes([SUBSCRIBE << 4 | 2]) + _remaining(len(body)) + body
+    return bytes([SUBSCRIBE << 4 | 2]) + encode_length(len(body)) + body
 
 
 def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0) -> bytes:
     body = _str(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
-    return bytes([PUBLISH << 4 | qos << 1]) + _remaining(len(body)) + body
+    return bytes([PUBLISH << 4 | qos << 1]) + encode_length(len(body)) + body
 
 
 def encode_puback(packet_id: int) -> bytes:
@@ -379,7 +372,7 @@ async def _publisher(
     else:
         head = struct.pack("!H", len(topic)) + topic.encode()
         payload = b"x" * payload_size
-        prefix = bytes([PUBLISH << 4 | 2]) + _remaining(len(head) + 2 + len(payload)) + head
+        prefix = bytes([PUBLISH << 4 | 2]) + encode_length(len(head) + 2 + len(payload)) + head
 
         await client.publish_qos1(lambda pid: prefix + struct.pack("!H", pid) + payload, count)
     elapsed = time.monotonic() - start

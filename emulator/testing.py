@@ -15,6 +15,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from emulator.broker.codec import encode_length
+
 TIMEOUT = 10.0
 
 
@@ -188,15 +190,6 @@ def mqtt_string(text: str | bytes) -> bytes:
     return struct.pack("!H", len(data)) + data
 
 
-def remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def connect_packet(
     client_id: str | bytes,
     keepalive: int = 60,
@@ -210,12 +203,12 @@ def connect_packet(
         flags |= 0x04
         payload += mqtt_string(will[0]) + mqtt_string(will[1])
     body = mqtt_string("MQTT") + bytes((level, flags)) + struct.pack("!H", keepalive) + payload
-    return b"\x10" + remaining_length(len(body)) + body
+    return b"\x10" + encode_length(len(body)) + body
 
 
 def publish_packet(topic: str, payload: bytes, qos: int = 0, packet_id: int = 1) -> bytes:
     body = mqtt_string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
-    return bytes((0x30 | (qos << 1),)) + remaining_length(len(body)) + body
+    return bytes((0x30 | (qos << 1),)) + encode_length(len(body)) + body
 
 
 async def read_until_closed(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> bytes:

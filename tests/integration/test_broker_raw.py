@@ -11,14 +11,15 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.broker import codec
-from emulator.testing import connect_packet, mqtt_string, publish_packet, remaining_length
+from emulator.broker.codec import encode_length
+from emulator.testing import connect_packet, mqtt_string, publish_packet
 from tests.integration.conftest import ClientFactory, EmulatorStarter
 from tests.integration.raw import RawConnection
 
 
 def subscribe_packet(topic: str, qos: int, packet_id: int = 1) -> bytes:
     body = struct.pack("!H", packet_id) + mqtt_string(topic) + bytes((qos,))
-    return b"\x82" + remaining_length(len(body)) + body
+    return b"\x82" + encode_length(len(body)) + body
 
 
 async def raw_connect(conn: RawConnection, client_id: str, **kwargs: Any) -> codec.Frame:
@@ -86,7 +87,7 @@ BAD_INPUTS = {
     "not-connect-first": publish_packet("a/b", b"x"),
     "truncated-connect": connect_packet("trunc")[:9],
     "malformed-length": b"\x10\xff\xff\xff\xff\xff",
-    "oversized": b"\x30" + remaining_length(200 * 1024 * 1024),
+    "oversized": b"\x30" + encode_length(200 * 1024 * 1024),
     "second-connect": connect_packet("twice") + connect_packet("twice"),
     "bad-protocol-level": connect_packet("old", level=3),
     "qos3-publish": connect_packet("q3") + b"\x36\x05" + mqtt_string("a") + b"\x00\x01",
