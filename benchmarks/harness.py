@@ -44,6 +44,7 @@ class BrokerProcess:
     http_port: int | None = None
     ready_seconds: float | None = None
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = field(default=None, repr=False)  # drains stderr
 
     @property
     def pid(self) -> int:
@@ -65,6 +66,18 @@ class BrokerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        _close_output(self.proc, self.reader)
+
+
+def _close_output(proc: subprocess.Popen[str], reader: threading.Thread | None) -> None:
+    """Once the reader has drained the exited child's pipe to its end, close it (an open
+    pipe left to the garbage collector is a ResourceWarning)."""
+    if reader is not None:
+        reader.join(5)
+        if reader.is_alive():
+            return  # a grandchild still holds the pipe: leave it to the reader
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 def free_port() -> int:
@@ -130,7 +143,8 @@ def start_emulator(
                 del out[:200]
         seen.set()
 
-    threading.Thread(target=watch, daemon=True).start()
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
     seen.wait(timeout)
     if found:
         m = found[0]
@@ -143,9 +157,11 @@ def start_emulator(
             http_port,
             float(m.group(1)),
             out,
+            reader,
         )
     proc.kill()
     proc.wait(5)
+    _close_output(proc, reader)
     raise HarnessError("emulator gave no ready line:\n" + "\n".join(out[-30:]))
 
 
@@ -157,10 +173,11 @@ def start_amqtt(timeout: float = 30.0) -> BrokerProcess:
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     out: list[str] = []
-    threading.Thread(target=_pump, args=(proc, out), daemon=True).start()
+    reader = threading.Thread(target=_pump, args=(proc, out), daemon=True)
+    reader.start()
     _wait_port(tcp, proc, timeout, out)
     _wait_port(ws, proc, timeout, out)
-    return BrokerProcess("amqtt", proc, tcp, f"http://{HOST}:{ws}/mqtt", output=out)
+    return BrokerProcess("amqtt", proc, tcp, f"http://{HOST}:{ws}/mqtt", output=out, reader=reader)
 
 
 def mosquitto_path() -> str | None:
@@ -187,9 +204,12 @@ def start_mosquitto(timeout: float = 15.0) -> BrokerProcess | None:
         [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     out: list[str] = []
-    threading.Thread(target=_pump, args=(proc, out), daemon=True).start()
+    reader = threading.Thread(target=_pump, args=(proc, out), daemon=True)
+    reader.start()
     _wait_port(tcp, proc, timeout, out)
-    return BrokerProcess("mosquitto", proc, tcp, f"http://{HOST}:{ws}/mqtt", output=out)
+    return BrokerProcess(
+        "mosquitto", proc, tcp, f"http://{HOST}:{ws}/mqtt", output=out, reader=reader
+    )
 
 
 @contextlib.contextmanager

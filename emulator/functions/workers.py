@@ -86,10 +86,14 @@ class Worker:
         app.router.add_post(base + "/init/error", self._init_error_route)
         # handler_cancellation: a killed worker's pending /next long-poll ends with it.
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, handler_cancellation=True
+            app,
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=0.5,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._init_error = asyncio.get_running_loop().create_future()
