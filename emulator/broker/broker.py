@@ -62,6 +62,9 @@ class IoTBroker:
         self.settings = config
         self.on_message = on_message
         self.state = BrokerState(authorizer)
+        # Bound once: publish() runs for every message, twice for a republished one.
+        self._match = self.state.subscriptions.match
+        self._deliver = self.state.deliver
         # The one check of a client's publish (MQTT here; the data plane may share it).
         self.publish_check = PublishCheck()
         self._connections: set[asyncio.Task[object]] = set()
@@ -180,16 +183,16 @@ class IoTBroker:
     # -- delivery ----------------------------------------------------------------------
     def publish(self, message: InboundMessage) -> None:
         """Deliver to subscribers, keep it if retained, then hand it to the rules engine."""
-        state = self.state
         topic = message.topic
         if message.retain:
-            state.retain(message, now_ms())
-        matches = state.subscriptions.match(topic)
+            self.state.retain(message, now_ms())
+        matches = self._match(topic)
         if matches:
-            state.deliver(topic, message.payload, message.qos, matches)
-        if self.on_message is not None:
+            self._deliver(topic, message.payload, message.qos, matches)
+        on_message = self.on_message
+        if on_message is not None:
             try:
-                self.on_message(message)
+                on_message(message)
             except Exception:
                 log.exception("rules engine failed on a message on %s", topic)
 

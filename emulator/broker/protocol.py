@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from emulator.broker import lifecycle
-from emulator.broker.amqtt_codec import decode_connect, decode_subscribe, decode_unsubscribe
+from emulator.broker.amqtt_codec import Will, decode_connect, decode_subscribe, decode_unsubscribe
 from emulator.broker.auth import ClientIdentity
 from emulator.broker.codec import (
     CONNECT,
@@ -152,7 +152,7 @@ class MqttProtocol:
         self.session: Session | None = None
         self.identity: ClientIdentity | None = None
         self.keep_alive = 0
-        self.will: InboundMessage | None = None
+        self.will: Will | None = None
         self._broker = broker
         self._check = check
         self._link = link
@@ -258,10 +258,10 @@ class MqttProtocol:
                     will.payload,
                     will.qos,
                     will.retain,
-                    will.client_id,
-                    will.principal,
+                    self._client_id,
+                    self._principal,
                     now,
-                )  # fmt: skip
+                )
             )
         if self._taken_over:
             return out  # the new connection already reported our end
@@ -282,7 +282,8 @@ class MqttProtocol:
 
     # -- packets -------------------------------------------------------------------------
     def _control(self, frame: Frame, now: int, out: list[Output]) -> bool:
-        """Any packet but a PUBLISH while connected; False: stop reading."""
+        """Any packet but a PUBLISH while connected (``receive`` handles that one inline);
+        False: stop reading."""
         kind = frame[0]
         state = self.state
         if kind not in ACCEPTED[state]:
@@ -309,8 +310,6 @@ class MqttProtocol:
             self.close_reason = DisconnectReason.CLIENT_INITIATED_DISCONNECT
         elif kind == CONNECT:
             self._connect(frame, now, out)
-        elif kind == PUBLISH:
-            return self._publish(frame, now, out)
         return self.open
 
     def _connect(self, frame: Frame, now: int, out: list[Output]) -> None:
@@ -350,12 +349,10 @@ class MqttProtocol:
         self._principal = principal
         self.identity = identity
         self.keep_alive = packet.keep_alive
-        if packet.will is not None:
-            will = packet.will
-            qos = min(will.qos, 1)  # AWS IoT has no QoS 2
-            self.will = InboundMessage(
-                will.topic, will.payload, qos, will.retain, client_id, principal
-            )
+        will = packet.will
+        if will is not None and will.qos > 1:
+            will = replace(will, qos=1)  # AWS IoT has no QoS 2
+        self.will = will
         taken = broker.take_over(client_id)
         session, present = broker.attach(client_id, clean, self, link, identity, self._new_uuid())
         self.session = session
