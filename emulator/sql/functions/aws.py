@@ -9,11 +9,7 @@ from typing import Any
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl
-from emulator.sql.values import (
-    UNDEFINED,
-    to_json,
-    to_string,
-)
+from emulator.sql.values import UNDEFINED, to_json, to_string
 
 TABLE = FunctionTable()
 register = TABLE.register

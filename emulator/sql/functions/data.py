@@ -10,12 +10,7 @@ from typing import Any
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, string_arg
-from emulator.sql.values import (
-    UNDEFINED,
-    to_decimal,
-    to_number,
-    to_string,
-)
+from emulator.sql.values import UNDEFINED, to_decimal, to_number, to_string
 
 TABLE = FunctionTable()
 register = TABLE.register

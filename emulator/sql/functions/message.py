@@ -9,10 +9,7 @@ from typing import Any
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable
-from emulator.sql.values import (
-    UNDEFINED,
-    to_number,
-)
+from emulator.sql.values import UNDEFINED, to_number
 
 TABLE = FunctionTable()
 register = TABLE.register

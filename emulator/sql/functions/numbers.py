@@ -10,12 +10,7 @@ from typing import Any
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, integer_args
-from emulator.sql.values import (
-    DECIMAL_CONTEXT,
-    UNDEFINED,
-    to_decimal,
-    to_number,
-)
+from emulator.sql.values import DECIMAL_CONTEXT, UNDEFINED, to_decimal, to_number
 
 TABLE = FunctionTable()
 register = TABLE.register

@@ -8,11 +8,7 @@ from typing import Any
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, integer_args, string_arg
-from emulator.sql.values import (
-    UNDEFINED,
-    to_number,
-    to_string,
-)
+from emulator.sql.values import UNDEFINED, to_number, to_string
 
 TABLE = FunctionTable()
 register = TABLE.register
