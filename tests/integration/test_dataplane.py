@@ -19,8 +19,8 @@ from emulator.limits import MAX_PAYLOAD
 from emulator.pytest_plugin import EmulatorHandle
 
 AWS_CLI = Path(sys.executable).with_name("aws")
-# No project: no rules, and no IoT policies (clients are not restricted).
-pytestmark = pytest.mark.iot_emulator(rules=[])
+# No project: no rules, no IoT policies (clients are not restricted), no backends to start.
+pytestmark = pytest.mark.iot_emulator(rules=[], backend="auto")
 
 
 async def call(em: EmulatorHandle, operation: str, **params: Any) -> Any:
