@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -13,8 +12,8 @@ from typing import Any, TextIO
 
 from emulator.config import REPO_ROOT
 from emulator.project.loader import load_project
-from emulator.rules.dryrun import compile_rule, dry_run
-from emulator.rules.engine import new_uuid
+from emulator.rules.context import MessageContexts
+from emulator.rules.dryrun import dry_run
 from emulator.sql.context import MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.statement import NO_MATCH, compile_statement
@@ -55,14 +54,12 @@ def _context(line: dict[str, Any]) -> MessageContext:
         payload = str(line["payload_text"]).encode()
     else:
         payload = json.dumps(line.get("payload")).encode()
-    return MessageContext(
-        topic=str(line.get("topic", "")),
-        payload=payload,
+    return MessageContexts().of_payload(
+        str(line.get("topic", "")),
+        payload,
+        int(line.get("timestamp", time.time() * 1000)),
         client_id=line.get("client_id"),
         principal=line.get("principal"),
-        timestamp_ms=int(line.get("timestamp", time.time() * 1000)),
-        newuuid=new_uuid,
-        random=random.random,
     )
 
 
@@ -101,14 +98,9 @@ def run_test(args: argparse.Namespace) -> int:
     project = load_project(_paths(args.rules))
     for diagnostic in project.diagnostics:
         print(diagnostic, file=sys.stderr)
-    rules = [compile_rule(spec) for spec in project.rules]
-    ctx = MessageContext(
-        topic=args.topic,
-        payload=args.payload.encode(),
-        client_id=args.client_id,
-        timestamp_ms=int(time.time() * 1000),
-        newuuid=new_uuid,
-        random=random.random,
+    rules = project.rules  # compiled by the loader, as the engine runs them
+    ctx = MessageContexts().of_payload(
+        args.topic, args.payload.encode(), int(time.time() * 1000), client_id=args.client_id
     )
     results = dry_run(rules, ctx)
     if args.json:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emulator.arns import function_name_of
 from emulator.config import Config
 from emulator.functions.workers import InvokeResult, Worker, _error_body
-from emulator.project.loader import function_name_of
 from emulator.project.model import FunctionSpec
 from emulator.tasks import cancel_and_wait
 

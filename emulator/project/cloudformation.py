@@ -11,7 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from emulator.project.loader import Collector, _plain, _src, add_rule
+from emulator.actions.lambda_ import LambdaAction
+from emulator.actions.registry import BY_CLOUDFORMATION_NAME
+from emulator.arns import function_name_of
+from emulator.project.collect import Collector, plain, source_of
 from emulator.project.model import (
     EventSourceMappingSpec,
     FunctionSpec,
@@ -20,7 +23,7 @@ from emulator.project.model import (
     StreamSpec,
     TableSpec,
 )
-from emulator.project.yamlpos import position_of
+from emulator.project.topic_rules import add_rule
 
 
 class Unresolved(Exception):
@@ -179,9 +182,8 @@ def _camel_action(action: Any) -> Any:
         return action
     out = {}
     for kind, params in action.items():
-        name = {"DynamoDBv2": "dynamoDBv2", "DynamoDB": "dynamoDB"}.get(
-            kind, kind[:1].lower() + kind[1:]
-        )
+        action_type = BY_CLOUDFORMATION_NAME.get(kind)
+        name = action_type.type_name if action_type else kind[:1].lower() + kind[1:]
         out[name] = _camel(params)
     return out
 
@@ -209,7 +211,7 @@ def load_template(
                     StreamSpec(
                         t.local_name(logical_id),
                         int(t.resolve(props.get("ShardCount", 1))),
-                        _src(file, res),
+                        source_of(file, res),
                     )
                 )
             elif kind == "AWS::Lambda::EventSourceMapping":
@@ -218,8 +220,8 @@ def load_template(
                 out.policies.append(
                     PolicySpec(
                         t.local_name(logical_id),
-                        _plain(t.resolve(props.get("PolicyDocument"))),
-                        _src(file, res),
+                        plain(t.resolve(props.get("PolicyDocument"))),
+                        source_of(file, res),
                     )
                 )
         except Unresolved as exc:
@@ -287,7 +289,7 @@ def _function(
             timeout=float(t.resolve(props.get("Timeout", 3))),
             memory_mb=int(t.resolve(props.get("MemorySize", 128))),
             environment={str(k): str(v) for k, v in dict(env).items()},
-            source=_src(t.file, res),
+            source=source_of(t.file, res),
         )
     )
     for event_id, event in dict(props.get("Events") or {}).items():
@@ -303,7 +305,7 @@ def _function(
                 f"{logical_id}{event_id}",
                 t.resolve(eprops.get("Sql")),
                 str(eprops.get("AwsIotSqlVersion", "2015-10-08")),
-                [{"lambda": {"functionArn": name}}],
+                [LambdaAction.invoking(name)],
                 None,
                 False,
                 "",
@@ -327,13 +329,11 @@ def _mapping_spec(
         maximum_retry_attempts=int(t.resolve(props.get("MaximumRetryAttempts", -1))),
         bisect_batch_on_error=bool(t.resolve(props.get("BisectBatchOnFunctionError", False))),
         enabled=bool(t.resolve(props.get("Enabled", True))),
-        source=_src(t.file, node),
+        source=source_of(t.file, node),
     )
 
 
 def _mapping(t: Template, out: Collector, res: Any, props: dict[str, Any]) -> None:
-    from emulator.project.loader import function_name_of
-
     function = function_name_of(str(t.resolve(props.get("FunctionName"))))
     out.mappings.append(_mapping_spec(t, function, props, res))
 
@@ -350,7 +350,7 @@ def _table(
                 name,
                 KeySchema(str(pk["Name"]), types.get(str(pk.get("Type")), "S")),
                 None,
-                _src(t.file, res),
+                source_of(t.file, res),
             )
         )
         return
@@ -378,9 +378,6 @@ def _table(
                 attr_types.get(range_key or "", "S"),
             ),
             str(ttl["AttributeName"]) if ttl.get("Enabled") and ttl.get("AttributeName") else None,
-            _src(t.file, res),
+            source_of(t.file, res),
         )
     )
-
-
-__all__ = ["load_template", "position_of"]

@@ -4,6 +4,10 @@ The rule sources (native YAML in ``rules/``, CloudFormation/SAM templates) are l
 one ``Project``: topic rules, Lambda functions, DynamoDB tables, Kinesis streams, event
 source mappings and IoT policies. The services, functions and rules engine consume it.
 Pure data: no I/O here.
+
+A loaded rule also carries its compiled form (``RuleSpec.compiled``: the statement and the
+actions, compiled once by the loader), which the engine and the dry run both run. It takes
+no part in equality: two projects declaring the same rules are equal.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.actions.base import Action
+    from emulator.sql.statement import Statement
 
 Json = Any
 
@@ -44,13 +52,22 @@ class Diagnostic:
 
 @dataclass(frozen=True, slots=True)
 class ActionSpec:
-    """One rule action as written (AWS ``Action`` shape): ``type`` is the AWS key
-    (``republish``, ``dynamoDBv2``, ``dynamoDB``, ``kinesis``, ``lambda``, ...) and
-    ``params`` its body with intrinsic functions already resolved to local names."""
+    """One rule action as written (AWS ``Action`` shape): ``type`` is the AWS key (one of
+    emulator/actions/registry.py) and ``params`` its body with intrinsic functions
+    already resolved to local names."""
 
     type: str
     params: dict[str, Json]
     source: SourceRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule's statement and actions, compiled once when the rule is loaded."""
+
+    statement: Statement
+    actions: tuple[Action[Any], ...]
+    error_action: Action[Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,7 @@ class RuleSpec:
     description: str = ""
     source: SourceRef | None = None
     sql_source: SourceRef | None = None  # position of the first character of the SQL text
+    compiled: CompiledRule | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

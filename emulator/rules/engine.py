@@ -2,51 +2,58 @@
 
 Theory of operation
 -------------------
-Rules are compiled once per load and indexed by their FROM filter in a ``TopicTrie``, so a
-message is evaluated only against rules whose filter can match its topic. ``handle`` is
-synchronous (it is the broker's callback): the payload is parsed once per message, shared
-by all rules; outputs become rendered action requests. Republish goes back to the broker on
-the next loop turn (a callback, not a task), one hop further; past ``max_hops`` the loop is
-cut and logged. DynamoDB, Kinesis and Lambda requests go to one bounded queue drained by a
-fixed pool of workers. All failures of one rule for one message make one error-action
-message (rule-error-handling.md).
+The loader compiled each rule once (``RuleSpec.compiled``); ``load`` indexes them by FROM
+filter in a ``TopicTrie``, so a message is evaluated only against rules whose filter can
+match its topic. ``handle`` is synchronous (it is the broker's callback): the payload is
+parsed once per message and shared by every rule, through one ``MessageContext``
+(rules/context.py) and, per rule, one ``Env`` that both the SQL and the actions'
+templates read.
+
+A matched rule's actions run in order. An immediate action (republish) makes its message
+at once; ``_publish`` checks the topic (a ``PublishCheck`` that remembers valid names) and
+the hop count (past ``max_hops`` the rule loop is cut), and the message goes back to the
+broker on the next loop turn: a new message, as on AWS, never one handled inside the
+handling of another; one callback per turn carries all of that turn's messages, in order.
+The other actions are rendered to a request at once (so templates see the message as it
+was) and go to one bounded queue drained by a fixed pool of workers; a full queue fails
+the action. All failures of one rule for one message make one error-action
+message (rule-error-handling.md), sent when the rule's last action has finished; the error
+action's own failure, or its being dropped, is only logged (AWS does not chain them).
+
+A rule that calls ``get_dynamodb()`` or ``aws_lambda()`` is evaluated on the engine's own
+bounded thread pool instead (rules/external.py); its actions then run on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
-import random
-import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from emulator.actions.base import ActionError, ActionTargets
-from emulator.actions.execute import FAILED_ACTION_NAMES, execute
+from emulator.actions.base import Action, ActionError, ActionTargets
+from emulator.limits import PublishCheck
 from emulator.messages import InboundMessage
-from emulator.project.model import Project
-from emulator.rules.dryrun import CompiledAction, CompiledRule, compile_rule, payload_bytes, render
+from emulator.project.model import CompiledRule, Project, RuleSpec
+from emulator.rules.context import MessageContexts
 from emulator.rules.external import LoopExternalCalls
 from emulator.sql.context import Env, MessageContext
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.statement import NO_MATCH
-from emulator.sql.templates import Template
 from emulator.sql.values import parse_json
-from emulator.topics import VALID_TOPICS, TopicTrie, validate_topic_name
+from emulator.tasks import cancel_and_wait
+from emulator.topics import TopicTrie
 
 log = logging.getLogger(__name__)
 
-
-def new_uuid() -> str:
-    """The UUID source behind SQL ``newuuid()`` (the language itself draws none)."""
-    return str(uuid.uuid4())
-
-
+Json = Any
 QUEUE_SIZE = 10_000
 WORKERS = 8
+EXTERNAL_THREADS = 8  # rules calling get_dynamodb()/aws_lambda() evaluated at once
+EXTERNAL_PENDING = 1_000  # evaluations waiting for a thread before messages fail
 
 
 @dataclass
@@ -57,89 +64,100 @@ class RuleCounters:
     errors: int = 0
 
 
-class _Run:
-    """One rule's actions for one message: the error action fires once, after all.
-
-    A plain slotted class (one is built per matched message): ``failures`` stays None
-    until an action fails, ``is_error_action`` marks a run whose failures are only logged.
-    """
-
-    __slots__ = ("rule", "ctx", "msg", "pending", "failures", "is_error_action")
-
-    def __init__(
-        self,
-        rule: CompiledRule,
-        ctx: MessageContext,
-        msg: InboundMessage,
-        is_error_action: bool = False,
-    ) -> None:
-        self.rule = rule
-        self.ctx = ctx
-        self.msg = msg
-        self.pending = 0
-        self.failures: list[dict[str, str]] | None = None
-        self.is_error_action = is_error_action
-
-
 class _Entry:
     """One loaded rule as the index holds it: what ``handle`` needs, resolved once."""
 
-    __slots__ = ("rule", "counters", "statement", "sql_version", "republish_only")
+    __slots__ = ("name", "spec", "statement", "sql_version", "actions", "error_action", "counters")
 
-    def __init__(self, rule: CompiledRule, counters: RuleCounters) -> None:
-        self.rule = rule
+    def __init__(self, spec: RuleSpec, compiled: CompiledRule, counters: RuleCounters) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.statement = compiled.statement
+        self.sql_version = spec.aws_iot_sql_version
+        self.actions = compiled.actions
+        self.error_action = compiled.error_action
         self.counters = counters
-        self.statement = rule.statement
-        self.sql_version = rule.spec.aws_iot_sql_version
-        # (action, topic template, qos, retain) for each action when all are republishes
-        plans = [(a, *a.republish) for a in rule.actions if a.republish is not None]
-        self.republish_only: tuple[tuple[CompiledAction, Template, int, bool], ...] | None = (
-            tuple(plans) if plans and len(plans) == len(rule.actions) else None
-        )
+
+
+class _Run:
+    """One rule's actions for one message, built only when the error action may follow
+    (an action failed, or went to the workers): it fires once, after all of them.
+
+    ``is_error_action`` marks a run whose failures are only logged.
+    """
+
+    __slots__ = ("entry", "env", "msg", "pending", "failures", "is_error_action")
+
+    def __init__(
+        self, entry: _Entry, env: Env, msg: InboundMessage, is_error_action: bool = False
+    ) -> None:
+        self.entry = entry
+        self.env = env
+        self.msg = msg
+        self.pending = 0
+        self.failures: list[dict[str, str]] = []
+        self.is_error_action = is_error_action
 
 
 class RulesEngine:
     def __init__(
-        self, targets: ActionTargets, max_hops: int = 8, account_id: str = "123456789012"
+        self,
+        targets: ActionTargets,
+        max_hops: int = 8,
+        account_id: str = "123456789012",
+        contexts: MessageContexts | None = None,
     ) -> None:
         self.targets = targets
         self.max_hops = max_hops
         self.account_id = account_id
-        self.rules: list[CompiledRule] = []
+        self.contexts = contexts or MessageContexts(account_id)
+        self.loops_cut = 0
+        self._check = PublishCheck()
+        self._published: list[InboundMessage] = []  # flushed by one callback per loop turn
+        self._is_known = self._check.is_known
+        self.rules: list[RuleSpec] = []
         self.index: TopicTrie[str, _Entry] = TopicTrie()
         self.counters: dict[str, RuleCounters] = {}
         self.project = Project()
-        self._queue: asyncio.Queue[tuple[_Run, dict[str, Any]]] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[_Run, Action[Any], Any]] = asyncio.Queue(QUEUE_SIZE)
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.loops_cut = 0
-        self._republished: list[InboundMessage] = []  # flushed by one callback per loop turn
-        self._external_pending = 0  # statements being evaluated in threads (external.py)
+        self._external: ThreadPoolExecutor | None = None
+        self._external_pending = 0  # statements evaluating or waiting in the thread pool
         self._external_idle = asyncio.Event()
         self._external_idle.set()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._external = ThreadPoolExecutor(EXTERNAL_THREADS, thread_name_prefix="rules-external")
         self._workers = [
             asyncio.create_task(self._worker(), name=f"rules-worker-{i}") for i in range(WORKERS)
         ]
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers = []
+        workers, self._workers = self._workers, []
+        await cancel_and_wait(*workers)
+        if self._external is not None:
+            # Threads blocked on a service call end with it (rules/external.py's timeout).
+            self._external.shutdown(wait=False, cancel_futures=True)
+            self._external = None
 
     def load(self, project: Project) -> None:
         """Replace the rule set (hot reload keeps connections: only this index changes)."""
-        rules = [compile_rule(spec) for spec in project.rules if not spec.rule_disabled]
-        counters = {r.name: self.counters.get(r.name, RuleCounters()) for r in rules}
+        rules: list[RuleSpec] = []
         index: TopicTrie[str, _Entry] = TopicTrie()
-        for rule in rules:
-            index.add(rule.statement.topic_filter, rule.name, _Entry(rule, counters[rule.name]))
+        counters: dict[str, RuleCounters] = {}
+        for spec in project.rules:
+            if spec.rule_disabled:
+                continue
+            if spec.compiled is None:
+                log.warning("rule %s skipped: not compiled by the project loader", spec.name)
+                continue
+            rules.append(spec)
+            counters[spec.name] = self.counters.get(spec.name) or RuleCounters()
+            entry = _Entry(spec, spec.compiled, counters[spec.name])
+            index.add(entry.statement.topic_filter, spec.name, entry)
         self.rules, self.index, self.project, self.counters = rules, index, project, counters
         log.info("loaded %d rules from %d files", len(rules), len(project.files))
 
@@ -150,92 +168,127 @@ class RulesEngine:
             return
         payload = msg.payload
         doc = parse_json(payload)  # once, shared by every rule
-        ctx = MessageContext(
-            msg.topic,
-            payload,
-            msg.client_id,
-            msg.principal,
-            msg.timestamp_ms,
-            msg.trace_id,
-            new_uuid,
-            random.random,
-            None,
-            self.account_id,
-            doc,
-            True,
-        )
+        ctx = self.contexts.of_message(msg, doc)
         for _, entry in candidates:
             statement = entry.statement
             if statement.uses_external:
-                self._spawn_external(entry.rule, ctx, msg)
+                self._spawn_external(entry, ctx, msg)
                 continue
             env = Env(doc, ctx, entry.sql_version, payload)
             try:
                 output = statement.evaluate_env(env)
             except RuleEvaluationError as exc:
                 entry.counters.errors += 1
-                log.warning(
-                    "rule %s failed on a message on %s: %s", entry.rule.name, msg.topic, exc
-                )
+                log.warning("rule %s failed on a message on %s: %s", entry.name, msg.topic, exc)
                 continue
-            if output is NO_MATCH:
-                continue
-            plans = entry.republish_only
-            if plans is not None:
-                self._republish_all(entry, plans, env, ctx, msg, output)
-            else:
-                self._act(entry.rule, ctx, msg, output)
+            if output is not NO_MATCH:
+                self._act(entry, env, msg, output)
 
-    def _republish_all(
-        self,
-        entry: _Entry,
-        plans: tuple[tuple[CompiledAction, Template, int, bool], ...],
-        env: Env,
-        ctx: MessageContext,
-        msg: InboundMessage,
-        output: Any,
-    ) -> None:
-        """The chat's path: a rule whose actions are all republishes. Same outcome as
-        ``_act`` without its per-message request dicts; a ``_Run`` only on failure."""
+    def _act(self, entry: _Entry, env: Env, msg: InboundMessage, output: Json) -> None:
+        """Run a matched rule's actions (see the module docstring)."""
         counters = entry.counters
         counters.matched += 1
         run: _Run | None = None
-        payload: bytes | None = None
-        hops = msg.hops + 1
-        pending = self._republished
-        for action, template, qos, retain in plans:
-            try:
-                topic = template.render_env(env)
-            except RuleEvaluationError as exc:
-                run = run or _Run(entry.rule, ctx, msg)
-                self._failed(run, action, str(exc))
-                continue
-            if payload is None:
-                payload = payload_bytes(output)
-            # A known-good topic under the hop limit with a flush already scheduled needs
-            # none of _republish_problem's checks (the hot path)
-            if not pending or hops > self.max_hops or topic not in VALID_TOPICS:
-                problem = self._republish_problem(topic, hops)
-                if problem:
-                    run = run or _Run(entry.rule, ctx, msg)
-                    self._failed(run, action, problem)
+        for action in entry.actions:
+            if action.immediate:
+                try:
+                    message = action.message(env, output, msg)
+                    published = self._published
+                    # A known topic under the hop limit, with a flush already scheduled,
+                    # needs none of _publish's checks (the chat's hot path)
+                    if (
+                        published
+                        and message.hops <= self.max_hops
+                        and self._is_known(message.topic)
+                    ):
+                        published.append(message)
+                    else:
+                        self._publish(action, message, 0)
+                except ActionError as exc:
+                    run = run or _Run(entry, env, msg)
+                    self._record_failure(run, exc.action, exc.resource, exc.message)
                     continue
-            message = InboundMessage(
-                topic, payload, qos, retain, None, None, msg.timestamp_ms, hops
-            )
-            if pending:
-                pending.append(message)
-            else:
-                self._queue_republish(message)
-            counters.actions_ok += 1
-        if run is not None:
+                counters.actions_ok += 1
+                continue
+            run = run or _Run(entry, env, msg)
+            try:
+                request = action.render(env, output)
+            except RuleEvaluationError as exc:
+                self._record_failure(run, action.failed_name, action.type_name, str(exc))
+                continue
+            run.pending += 1
+            try:
+                self._queue.put_nowait((run, action, request))
+            except asyncio.QueueFull:
+                run.pending -= 1
+                self._record_failure(
+                    run,
+                    action.failed_name,
+                    action.type_name,
+                    "the rules engine's action queue is full",
+                )
+        if run is not None and run.pending == 0:
             self._finish(run)
 
-    def _spawn_external(self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage) -> None:
-        """A rule calling get_dynamodb()/aws_lambda() is evaluated in a thread (rules/external.py);
-        its actions then run back on the loop like any other rule's."""
-        loop = self._loop
-        if loop is None:
+    def _publish(self, action: Action[Any], message: InboundMessage, extra_hops: int) -> None:
+        """Send an immediate action's message to the broker on the next loop turn;
+        ActionError if its topic is invalid, the rule loop is cut or no broker runs."""
+        topic, hops = message.topic, message.hops
+        loop, publish = self._loop, self.targets.publish
+        problem = self._check.topic_problem(topic)
+        if problem is not None:
+            problem = f"cannot republish to {topic!r}: {problem}"
+        elif hops > self.max_hops + extra_hops:
+            self.loops_cut += 1
+            problem = f"rule loop: {hops} republish hops, over the limit of {self.max_hops}"
+        elif publish is None or loop is None:
+            problem = "no broker to republish to"
+        if problem is not None:
+            raise ActionError(action.failed_name, action.type_name, problem)
+        assert loop is not None and publish is not None
+        published = self._published
+        published.append(message)
+        if len(published) == 1:
+            loop.call_soon(self._flush, publish)
+
+    def _flush(self, publish: Callable[[InboundMessage], None]) -> None:
+        batch, self._published = self._published, []
+        for message in batch:
+            publish(message)
+
+    async def _worker(self) -> None:
+        while True:
+            run, action, request = await self._queue.get()
+            try:
+                await action.execute(request, self.targets)
+                if not run.is_error_action:  # counters are the rule's own actions
+                    run.entry.counters.actions_ok += 1
+            except ActionError as exc:
+                self._record_failure(run, exc.action, exc.resource, exc.message)
+            except Exception as exc:  # never let one action kill a worker
+                log.exception("action %s of rule %s crashed", action.type_name, run.entry.name)
+                self._record_failure(run, action.failed_name, "", repr(exc))
+            finally:
+                run.pending -= 1
+                if run.pending == 0:
+                    self._finish(run)
+                self._queue.task_done()
+
+    # -- rules with external calls ---------------------------------------------------
+    def _spawn_external(self, entry: _Entry, ctx: MessageContext, msg: InboundMessage) -> None:
+        """Evaluate a rule calling get_dynamodb()/aws_lambda() on the engine's thread pool
+        (rules/external.py); its actions then run back on the loop like any other rule's."""
+        loop, pool = self._loop, self._external
+        if loop is None or pool is None:
+            return
+        if self._external_pending >= EXTERNAL_PENDING:
+            entry.counters.errors += 1
+            log.warning(
+                "rule %s dropped a message on %s: %d external calls already waiting",
+                entry.name,
+                msg.topic,
+                self._external_pending,
+            )
             return
         own = replace(ctx, external=LoopExternalCalls(loop, self.targets))
         self._external_pending += 1
@@ -243,30 +296,31 @@ class RulesEngine:
 
         def evaluate() -> None:
             try:
-                output = rule.statement.evaluate_matched(own)
+                output = entry.statement.evaluate_matched(own)
             except RuleEvaluationError as exc:
-                loop.call_soon_threadsafe(self._external_failed, rule, msg, str(exc))
+                loop.call_soon_threadsafe(self._external_failed, entry, msg, str(exc))
                 return
             except Exception as exc:  # a bug must not kill the pool thread silently
-                log.exception("rule %s crashed while evaluating", rule.name)
-                loop.call_soon_threadsafe(self._external_failed, rule, msg, repr(exc))
+                log.exception("rule %s crashed while evaluating", entry.name)
+                loop.call_soon_threadsafe(self._external_failed, entry, msg, repr(exc))
                 return
-            loop.call_soon_threadsafe(self._external_done, rule, own, msg, output)
+            loop.call_soon_threadsafe(self._external_done, entry, own, msg, output)
 
-        loop.run_in_executor(None, evaluate)
+        pool.submit(evaluate)
 
     def _external_done(
-        self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage, output: Any
+        self, entry: _Entry, ctx: MessageContext, msg: InboundMessage, output: Json
     ) -> None:
         try:
             if output is not NO_MATCH:
-                self._act(rule, ctx, msg, output)
+                env = Env(ctx.document, ctx, entry.sql_version, ctx.payload)
+                self._act(entry, env, msg, output)
         finally:
             self._external_settled()
 
-    def _external_failed(self, rule: CompiledRule, msg: InboundMessage, reason: str) -> None:
-        self.counters[rule.name].errors += 1
-        log.warning("rule %s failed on a message on %s: %s", rule.name, msg.topic, reason)
+    def _external_failed(self, entry: _Entry, msg: InboundMessage, reason: str) -> None:
+        entry.counters.errors += 1
+        log.warning("rule %s failed on a message on %s: %s", entry.name, msg.topic, reason)
         self._external_settled()
 
     def _external_settled(self) -> None:
@@ -274,171 +328,52 @@ class RulesEngine:
         if self._external_pending == 0:
             self._external_idle.set()
 
-    def _act(
-        self, rule: CompiledRule, ctx: MessageContext, msg: InboundMessage, output: Any
-    ) -> None:
-        self.counters[rule.name].matched += 1
-        run = _Run(rule, ctx, msg)
-        version = rule.spec.aws_iot_sql_version
-        for action in rule.actions:
-            template = action.templates.get("topic") if action.spec.type == "republish" else None
-            if template is not None:  # the hot path (chat): no request dict, straight through
-                try:
-                    topic = template.render(ctx, version)
-                except RuleEvaluationError as exc:
-                    self._failed(run, action, str(exc))
-                    continue
-                params = action.spec.params
-                self._republish(
-                    run,
-                    action,
-                    topic,
-                    output,
-                    int(params.get("qos", 0)),
-                    bool(params.get("retain", False)),
-                )
-                continue
-            try:
-                request = render(action, ctx, output, version)
-            except RuleEvaluationError as exc:
-                self._failed(run, action, str(exc))
-                continue
-            if request["type"] == "republish":
-                self._republish_request(run, action, request)
-            else:
-                run.pending += 1
-                try:
-                    self._queue.put_nowait((run, request))
-                except asyncio.QueueFull:
-                    run.pending -= 1
-                    self._failed(run, action, "the rules engine's action queue is full")
-        if run.pending == 0:
-            self._finish(run)
-
-    def _republish_request(
-        self, run: _Run, action: CompiledAction, request: dict[str, Any]
-    ) -> None:
-        self._republish(
-            run, action, request["topic"], request["payload"], request["qos"], request["retain"]
-        )
-
-    def _republish(
-        self,
-        run: _Run,
-        action: CompiledAction,
-        topic: str,
-        output: Any,
-        qos: int,
-        retain: bool,
-    ) -> None:
-        hops = run.msg.hops + 1
-        # An error action reports the failure of the message at the limit (a cut loop
-        # included), so it may go one hop further; its own failure is only logged.
-        problem = self._republish_problem(topic, hops, 1 if run.is_error_action else 0)
-        if problem:
-            self._failed(run, action, problem)
-            return
-        self._queue_republish(
-            InboundMessage(
-                topic=topic,
-                payload=payload_bytes(output),
-                qos=qos,
-                retain=retain,
-                client_id=None,
-                principal=None,
-                timestamp_ms=run.msg.timestamp_ms,
-                hops=hops,
-            )
-        )
-        if not run.is_error_action:  # counters are the rule's own actions
-            self.counters[run.rule.name].actions_ok += 1
-
-    def _republish_problem(self, topic: str, hops: int, extra_hops: int = 0) -> str | None:
-        """Why a republish to ``topic`` at this hop count cannot go out, or None."""
-        problem = validate_topic_name(topic)
-        if problem:
-            return f"cannot republish to {topic!r}: {problem}"
-        if hops > self.max_hops + extra_hops:
-            self.loops_cut += 1
-            return f"rule loop: {hops} republish hops, over the limit of {self.max_hops}"
-        if self.targets.publish is None or self._loop is None:
-            return "no broker to republish to"
-        return None
-
-    def _queue_republish(self, message: InboundMessage) -> None:
-        # Republished messages go back to the broker on the next loop turn, as on AWS they
-        # are new messages; one callback per turn carries all of them, in order.
-        pending = self._republished
-        pending.append(message)
-        if len(pending) == 1:
-            assert self._loop is not None and self.targets.publish is not None
-            self._loop.call_soon(self._flush_republished, self.targets.publish)
-
-    def _flush_republished(self, publish: Callable[[InboundMessage], None]) -> None:
-        batch, self._republished = self._republished, []
-        for message in batch:
-            publish(message)
-
-    async def _worker(self) -> None:
-        while True:
-            run, request = await self._queue.get()
-            try:
-                await execute(request, self.targets)
-                if not run.is_error_action:
-                    self.counters[run.rule.name].actions_ok += 1
-            except ActionError as exc:
-                self._record_failure(run, exc.action, exc.resource, exc.message)
-            except Exception as exc:  # never let one action kill a worker
-                log.exception("action %s of rule %s crashed", request.get("type"), run.rule.name)
-                self._record_failure(
-                    run, FAILED_ACTION_NAMES.get(request["type"], "Action"), "", repr(exc)
-                )
-            finally:
-                run.pending -= 1
-                if run.pending == 0:
-                    self._finish(run)
-                self._queue.task_done()
-
     # -- failures --------------------------------------------------------------------
-    def _failed(self, run: _Run, action: CompiledAction, message: str) -> None:
-        self._record_failure(
-            run, FAILED_ACTION_NAMES.get(action.spec.type, "Action"), action.spec.type, message
-        )
-
     def _record_failure(self, run: _Run, action: str, resource: str, message: str) -> None:
-        self.counters[run.rule.name].actions_failed += 1
-        log.warning("rule %s: %s on %s failed: %s", run.rule.name, action, resource or "-", message)
-        failure = {"failedAction": action, "failedResource": resource, "errorMessage": message}
-        if run.failures is None:
-            run.failures = [failure]
-        else:
-            run.failures.append(failure)
+        run.entry.counters.actions_failed += 1
+        log.warning(
+            "rule %s: %s on %s failed: %s", run.entry.name, action, resource or "-", message
+        )
+        run.failures.append(
+            {"failedAction": action, "failedResource": resource, "errorMessage": message}
+        )
 
     def _finish(self, run: _Run) -> None:
-        if not run.failures or run.rule.error_action is None or run.is_error_action:
+        """Send the error action, once per rule and message, if an action failed."""
+        action = run.entry.error_action
+        if not run.failures or action is None or run.is_error_action:
             return
+        msg = run.msg
         error = {
-            "ruleName": run.rule.name,
-            "topic": run.msg.topic,
-            "cloudwatchTraceId": str(uuid.uuid4()),
-            "clientId": run.msg.client_id or "",
-            "base64OriginalPayload": base64.b64encode(run.msg.payload).decode(),
+            "ruleName": run.entry.name,
+            "topic": msg.topic,
+            "cloudwatchTraceId": self.contexts.newuuid(),
+            "clientId": msg.client_id or "",
+            "base64OriginalPayload": base64.b64encode(msg.payload).decode(),
             "failures": run.failures,
         }
-        action = run.rule.error_action
-        try:
-            request = render(action, run.ctx, error, run.rule.spec.aws_iot_sql_version)
-        except RuleEvaluationError as exc:
-            log.warning("rule %s: error action could not be rendered: %s", run.rule.name, exc)
+        sink = _Run(run.entry, run.env, msg, is_error_action=True)
+        if action.immediate:
+            try:  # it reports a message at the hop limit, so it may go one hop further
+                self._publish(action, action.message(run.env, error, msg), 1)
+            except ActionError as exc:
+                self._record_failure(sink, exc.action, exc.resource, exc.message)
             return
-        # The error action's own failure is only logged (AWS does not chain error actions).
-        sink = _Run(run.rule, run.ctx, run.msg, is_error_action=True)
-        if request["type"] == "republish":
-            self._republish_request(sink, action, request)
-        else:
-            sink.pending = 1
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait((sink, request))
+        try:
+            request = action.render(run.env, error)
+        except RuleEvaluationError as exc:
+            log.warning("rule %s: error action could not be rendered: %s", run.entry.name, exc)
+            return
+        sink.pending = 1
+        try:
+            self._queue.put_nowait((sink, action, request))
+        except asyncio.QueueFull:
+            log.warning(
+                "rule %s: error action %s dropped: the action queue is full (%d failures)",
+                run.entry.name,
+                action.failed_name,
+                len(run.failures),
+            )
 
     async def wait_idle(self) -> None:
         """Until every queued action has run (tests wait on this, not on time)."""

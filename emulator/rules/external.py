@@ -9,11 +9,11 @@ aiobotocore client and the Lambda service live. Rules without them never leave t
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from decimal import Decimal
 from typing import Any
 
+from emulator.actions.attributes import from_attribute, to_attribute
 from emulator.actions.base import ActionTargets
 from emulator.sql.errors import RuleEvaluationError
 
@@ -21,42 +21,21 @@ Json = Any
 TIMEOUT = 30.0  # seconds a SQL function call may take before the rule fails
 
 
-def to_attribute(value: Json) -> dict[str, Any]:
+def key_attribute(value: Json) -> dict[str, Any]:
     """A key value as a DynamoDB attribute (keys are strings, numbers or binary)."""
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         raise RuleEvaluationError(
             f"get_dynamodb: a key value must be a string or a number, got {value!r}"
         )
-    if isinstance(value, int | float | Decimal):
-        return {"N": str(value)}
-    return {"S": str(value)}
+    return to_attribute(value)
 
 
-def from_attribute(attr: dict[str, Any]) -> Json:
-    """A DynamoDB attribute as the JSON that ``get_dynamodb()`` returns."""
-    kind, value = next(iter(attr.items()))
-    if kind == "S":
-        return value
-    if kind == "B":
-        return base64.b64encode(value).decode()
-    if kind == "N":
-        number = Decimal(value)
-        return int(number) if number == number.to_integral_value() else float(number)
-    if kind == "BOOL":
-        return bool(value)
-    if kind == "NULL":
-        return None
-    if kind == "M":
-        return {k: from_attribute(v) for k, v in value.items()}
-    if kind == "L":
-        return [from_attribute(v) for v in value]
-    if kind == "SS":
-        return list(value)
-    if kind == "BS":
-        return [base64.b64encode(v).decode() for v in value]
-    if kind == "NS":
-        return [from_attribute({"N": v}) for v in value]
-    raise RuleEvaluationError(f"get_dynamodb: unsupported attribute type {kind}")
+def item_json(item: dict[str, Any]) -> Json:
+    """A DynamoDB item as the JSON that ``get_dynamodb()`` returns."""
+    try:
+        return {k: from_attribute(v) for k, v in item.items()}
+    except ValueError as exc:
+        raise RuleEvaluationError(f"get_dynamodb: {exc}") from None
 
 
 class LoopExternalCalls:
@@ -90,15 +69,15 @@ class LoopExternalCalls:
         client = self.targets.dynamodb
         if client is None:
             raise RuleEvaluationError("get_dynamodb: no DynamoDB backend is running")
-        key = {str(partition_key_name): to_attribute(partition_key_value)}
+        key = {str(partition_key_name): key_attribute(partition_key_value)}
         if sort_key_name is not None:
-            key[str(sort_key_name)] = to_attribute(sort_key_value)
+            key[str(sort_key_name)] = key_attribute(sort_key_value)
         response = self._wait(
             client.get_item(TableName=str(table), Key=key, ConsistentRead=True),
             f"get_dynamodb({table})",
         )
         item = response.get("Item")
-        return None if item is None else {k: from_attribute(v) for k, v in item.items()}
+        return None if item is None else item_json(item)
 
     def aws_lambda(self, function_arn: str, payload: Json) -> Json:
         functions = self.targets.functions

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.rules.dryrun import payload_bytes
+from emulator.actions.payloads import payload_bytes
 from emulator.sql.values import UNDEFINED, parse_json
 
 json_values = st.recursive(

@@ -1,0 +1,90 @@
+"""``republish``: the SELECT output as a new MQTT message (republish-rule-action.md).
+
+Immediate: it does not wait for a worker. ``message`` renders the topic and makes the
+message, one hop further than the one that triggered the rule; the engine publishes it
+on the next loop turn and cuts rule loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple, Self
+
+from emulator.actions.base import ActionError, ActionTargets, Field, Reference
+from emulator.actions.payloads import payload_bytes
+from emulator.messages import InboundMessage
+from emulator.sql.context import Env
+from emulator.sql.errors import RuleEvaluationError
+from emulator.sql.templates import Template
+
+Json = Any
+
+
+class RepublishRequest(NamedTuple):
+    topic: str
+    qos: int
+    retain: bool
+    payload: Json
+
+    def describe(self) -> dict[str, Json]:
+        return {"topic": self.topic, "qos": self.qos, "retain": self.retain}
+
+
+class RepublishAction:
+    type_name: ClassVar[str] = "republish"
+    cloudformation_name: ClassVar[str] = "Republish"
+    failed_name: ClassVar[str] = "RepublishAction"
+    template_fields: ClassVar[tuple[str, ...]] = ("topic",)
+    required_field: ClassVar[str] = "topic"
+    immediate: ClassVar[bool] = True
+
+    __slots__ = ("topic", "qos", "retain", "_template", "_text")
+
+    def __init__(self, topic: Field, qos: int, retain: bool) -> None:
+        self.topic = topic
+        self.qos = qos
+        self.retain = retain
+        self._template = topic.template  # unpacked for ``message``, the chat's hot path
+        self._text: str = topic.value
+
+    @classmethod
+    def compile(cls, params: Mapping[str, Json], templates: Mapping[str, Template]) -> Self:
+        try:
+            qos = int(params.get("qos", 0))
+        except (TypeError, ValueError):
+            raise ValueError(f"qos must be 0 or 1, not {params.get('qos')!r}") from None
+        topic = Field.of(params, templates, "topic")
+        if topic.template is None:
+            topic = Field(None, str(topic.value))
+        return cls(topic, qos, bool(params.get("retain", False)))
+
+    @staticmethod
+    def references(params: Mapping[str, Json]) -> tuple[Reference, ...]:
+        return ()
+
+    def render(self, env: Env, output: Json) -> RepublishRequest:
+        return RepublishRequest(self.topic.render(env), self.qos, self.retain, output)
+
+    async def execute(self, request: RepublishRequest, targets: ActionTargets) -> None:
+        raise ActionError(
+            self.failed_name,
+            self.type_name,
+            "republish is immediate: the engine publishes its message",
+        )
+
+    def message(self, env: Env, output: Json, source: InboundMessage) -> InboundMessage:
+        template = self._template
+        try:
+            topic = self._text if template is None else template.render_env(env)
+        except RuleEvaluationError as exc:
+            raise ActionError(self.failed_name, self.type_name, str(exc)) from None
+        return InboundMessage(
+            topic,
+            payload_bytes(output),
+            self.qos,
+            self.retain,
+            None,  # no client: AWS's clientid() is Undefined for a republished message
+            None,
+            source.timestamp_ms,
+            source.hops + 1,
+        )
