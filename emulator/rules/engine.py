@@ -106,6 +106,8 @@ class RulesEngine:
         max_hops: int = 8,
         account_id: str = "123456789012",
         contexts: MessageContexts | None = None,
+        queue_size: int = QUEUE_SIZE,
+        workers: int = WORKERS,
     ) -> None:
         self.targets = targets
         self.max_hops = max_hops
@@ -119,7 +121,8 @@ class RulesEngine:
         self.index: TopicTrie[str, _Entry] = TopicTrie()
         self.counters: dict[str, RuleCounters] = {}
         self.project = Project()
-        self._queue: asyncio.Queue[tuple[_Run, Action[Any], Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[_Run, Action[Any], Any]] = asyncio.Queue(queue_size)
+        self._worker_count = workers
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._external: ThreadPoolExecutor | None = None
@@ -132,7 +135,8 @@ class RulesEngine:
         self._loop = asyncio.get_running_loop()
         self._external = ThreadPoolExecutor(EXTERNAL_THREADS, thread_name_prefix="rules-external")
         self._workers = [
-            asyncio.create_task(self._worker(), name=f"rules-worker-{i}") for i in range(WORKERS)
+            asyncio.create_task(self._worker(), name=f"rules-worker-{i}")
+            for i in range(self._worker_count)
         ]
 
     async def stop(self) -> None:
@@ -369,7 +373,7 @@ class RulesEngine:
             self._queue.put_nowait((sink, action, request))
         except asyncio.QueueFull:
             log.warning(
-                "rule %s: error action %s dropped: the action queue is full (%d failures)",
+                "rule %s: error action %s dropped: the action queue is full (%d failed actions)",
                 run.entry.name,
                 action.failed_name,
                 len(run.failures),

@@ -1,9 +1,11 @@
 """``get_dynamodb()`` and ``aws_lambda()`` in rule SQL, against the local services.
 
 The SQL evaluator is synchronous (it runs in the broker's callback, the hot path), and these
-two functions need I/O. A rule that uses them is therefore evaluated in a worker thread:
-the functions block that thread on a coroutine submitted to the event loop, where the
-aiobotocore client and the Lambda service live. Rules without them never leave the loop.
+two functions need I/O. A rule that uses them is therefore evaluated in a thread of the
+engine's own bounded pool (engine.py; never the loop's default executor): the functions
+block that thread on a coroutine submitted to the event loop, where the aiobotocore client
+and the Lambda service live, for at most ``TIMEOUT``. Rules without them never leave the
+loop.
 """
 
 from __future__ import annotations
