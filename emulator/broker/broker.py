@@ -22,7 +22,6 @@ amqtt is used only to decode CONNECT/SUBSCRIBE/UNSUBSCRIBE (``amqtt_codec.py``);
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -99,9 +98,13 @@ class IoTBroker:
         for session in list(self.state.sessions.values()):
             if session.link is not None:
                 session.link.close()
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await cancel_and_wait(*self._connections)
+        except TimeoutError:
+            log.warning(
+                "%d connections still ending %g s after stop", len(self._connections), STOP_TIMEOUT
+            )
 
     def set_on_message(self, on_message: OnMessage | None) -> None:
         self.on_message = on_message
