@@ -65,7 +65,7 @@ def _subscribe_frame(topic_filter: str) -> bytes:
 
 def _connect(broker: IoTBroker, client_id: str, link: MemoryLink) -> Connection:
     """A connection of ``broker`` after its CONNECT, driven by hand (no reader task)."""
-    protocol = MqttProtocol(broker.state, broker.publish_check, link, lambda: client_id)
+    protocol = MqttProtocol(broker.state, broker.publish_check, link, lambda: client_id, now_ms())
     conn = Connection(link, protocol, broker)
     conn.apply(protocol.receive(connect_packet(client_id), now_ms()))
     return conn

@@ -124,7 +124,12 @@ class IoTBroker:
         if task is not None:
             self._connections.add(task)
         protocol = MqttProtocol(
-            self.state, self.publish_check, link, _new_uuid, self.settings.keepalive_factor
+            self.state,
+            self.publish_check,
+            link,
+            _new_uuid,
+            now_ms(),
+            self.settings.keepalive_factor,
         )
         try:
             await Connection(link, protocol, self).run()

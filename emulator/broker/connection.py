@@ -1,7 +1,7 @@
 """The driver of one client connection: reads its ``Link``, feeds the protocol, applies.
 
 All decisions are in ``protocol.py`` (pure); this loop only does the I/O: waits for bytes
-with the protocol's ``read_timeout`` (CONNECT deadline, then 1.5 x keep-alive), passes them
+until the protocol's ``deadline`` (CONNECT in time, then 1.5 x keep-alive), passes them
 in with the time, and applies the outputs in order: writes to the link, publishes through
 the broker, closes a taken-over connection's link, starts a session's expiry timer. When
 the protocol is no longer open (or the stream ends, or the task is cancelled) the link is
@@ -40,8 +40,10 @@ class Connection:
         protocol = self.protocol
         try:
             while protocol.open:
+                deadline = protocol.deadline
+                timeout = None if deadline is None else max(deadline - now_ms(), 0) / 1000
                 try:
-                    async with asyncio.timeout(protocol.read_timeout):
+                    async with asyncio.timeout(timeout):
                         data = await link.read()
                 except TimeoutError:
                     protocol.timed_out()

@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 
 # The largest packet we read: a 128 KB payload plus topic, packet id and length fields.
 MAX_PACKET = MAX_PAYLOAD + 2 + 65535 + 2
-CONNECT_TIMEOUT = 10.0  # seconds to wait for CONNECT after the socket opens
+CONNECT_TIMEOUT_MS = 10_000  # to receive CONNECT after the socket opens
 
 # CONNACK return codes. AWS documents that it answers 7 (not MQTT's 5) when the client is
 # not authorized to connect (reference/aws-iot/mqtt.md, differences from MQTT 3.1.1).
@@ -143,12 +143,15 @@ class MqttProtocol:
         check: PublishCheck,
         link: Link,
         new_uuid: Callable[[], str],
+        now: int,
         keepalive_factor: float = 1.5,
     ) -> None:
         self.state = ConnState.AWAITING_CONNECT
         self.close_reason: DisconnectReason | None = None
-        # Seconds the driver waits for the next bytes; None: no limit.
-        self.read_timeout: float | None = CONNECT_TIMEOUT
+        # When (ms, the ``now`` clock) the driver gives up waiting for bytes; None: never.
+        # CONNECT must arrive within CONNECT_TIMEOUT_MS of the start, however it trickles
+        # in; once connected, every read restarts the keep-alive wait.
+        self.deadline: int | None = now + CONNECT_TIMEOUT_MS
         self.session: Session | None = None
         self.identity: ClientIdentity | None = None
         self.keep_alive = 0
@@ -158,6 +161,7 @@ class MqttProtocol:
         self._link = link
         self._new_uuid = new_uuid
         self._keepalive_factor = keepalive_factor
+        self._keepalive_ms = 0  # keepalive_factor x the client's keep-alive; 0: no limit
         self._frames = FrameReader(MAX_PACKET)
         self._pending: list[Frame] = []
         self._taken_over = False
@@ -208,14 +212,17 @@ class MqttProtocol:
                     break
         except ProtocolError as exc:
             self._protocol_error(str(exc))
+        if self.state is ConnState.CONNECTED:
+            keepalive_ms = self._keepalive_ms
+            self.deadline = now + keepalive_ms if keepalive_ms else None
         return out
 
     def timed_out(self) -> None:
-        """Nothing arrived within ``read_timeout``."""
+        """Nothing arrived by ``deadline``."""
         if self.state is ConnState.AWAITING_CONNECT:
             self._refuse("no CONNECT in time")
         elif self.state is ConnState.CONNECTED:
-            timeout = self.read_timeout or 0.0
+            timeout = self._keepalive_ms / 1000
             self._close(
                 DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT,
                 f"no packet within {timeout:g} s "
@@ -242,7 +249,7 @@ class MqttProtocol:
         if self.state is ConnState.CLOSED:
             return out
         self.state = ConnState.CLOSED
-        self.read_timeout = None
+        self.deadline = None
         reason = self.close_reason or DisconnectReason.CONNECTION_LOST
         self.close_reason = reason
         session = self.session
@@ -357,7 +364,7 @@ class MqttProtocol:
         session, present = broker.attach(client_id, clean, self, link, identity, self._new_uuid())
         self.session = session
         self.state = ConnState.CONNECTED
-        self.read_timeout = self.keep_alive * self._keepalive_factor or None
+        self._keepalive_ms = round(self.keep_alive * self._keepalive_factor * 1000)
         out.append(encode_connack(present, CONNACK_ACCEPTED))
         if taken is not None:
             # AWS: the new connection is accepted and the previous one disconnected.

@@ -16,7 +16,7 @@ from emulator.broker import codec
 from emulator.broker.lifecycle import DisconnectReason
 from emulator.broker.protocol import (
     ACCEPTED,
-    CONNECT_TIMEOUT,
+    CONNECT_TIMEOUT_MS,
     CloseLink,
     ConnState,
     MqttProtocol,
@@ -49,7 +49,7 @@ class World:
         return f"00000000-0000-0000-0000-{next(self._ids):012d}"
 
     def protocol(self, link: MemoryLink | None = None) -> MqttProtocol:
-        return MqttProtocol(self.state, self.check, link or MemoryLink(), self.new_uuid, 1.5)
+        return MqttProtocol(self.state, self.check, link or MemoryLink(), self.new_uuid, NOW, 1.5)
 
     def connected(
         self,
@@ -98,7 +98,7 @@ def test_the_table_of_accepted_packets() -> None:
 def test_connect_answers_connack_and_emits_connected_with_the_given_time() -> None:
     world = World()
     protocol = world.protocol()
-    assert protocol.read_timeout == CONNECT_TIMEOUT
+    assert protocol.deadline == NOW + CONNECT_TIMEOUT_MS
     out = protocol.receive(connect_packet("dev-1", keepalive=10), NOW)
     assert out[0] == codec.encode_connack(False, 0)
     (event,) = messages(out)
@@ -110,12 +110,22 @@ def test_connect_answers_connack_and_emits_connected_with_the_given_time() -> No
         0,
     )
     # AWS IoT: the connection ends after 1.5 x the keep-alive without a packet.
-    assert protocol.read_timeout == 15.0
+    assert protocol.deadline == NOW + 15_000
+    protocol.receive(b"\xc0", NOW + 9_000)  # any bytes restart the wait
+    assert protocol.deadline == NOW + 24_000
 
 
 def test_keep_alive_zero_means_no_timeout() -> None:
     protocol, _ = World().connected("k0", keepalive=0)
-    assert protocol.read_timeout is None
+    assert protocol.deadline is None
+
+
+def test_connect_must_arrive_in_time_however_it_trickles_in() -> None:
+    protocol = World().protocol()
+    packet = connect_packet("slow")
+    for i, byte in enumerate(packet[:-1]):
+        assert protocol.receive(bytes((byte,)), NOW + i * 1000) == []
+        assert protocol.deadline == NOW + CONNECT_TIMEOUT_MS
 
 
 def test_keep_alive_timeout_ends_with_the_will_and_the_reason() -> None:
