@@ -1,4 +1,6 @@
-"""AWS IoT lifecycle events (reference/aws-iot/life-cycle-events.md), as topic + JSON bytes.
+"""AWS IoT lifecycle events (reference/aws-iot/life-cycle-events.md), as the messages the
+broker publishes (JSON payloads, QoS 0, from the broker itself), or None for a client ID
+that gets no events.
 
 Pure: the broker passes the clock and the identifiers in.
 """
@@ -7,6 +9,8 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+
+from emulator.messages import InboundMessage
 
 PRESENCE_PREFIX = "$aws/events/presence/"
 SUBSCRIPTIONS_PREFIX = "$aws/events/subscriptions/"
@@ -32,8 +36,9 @@ def emits_events(client_id: str) -> bool:
     return "#" not in client_id and "+" not in client_id
 
 
-def _dump(body: dict[str, object]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+def _event(topic: str, timestamp_ms: int, body: dict[str, object]) -> InboundMessage:
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return InboundMessage(topic, payload, 0, False, None, None, timestamp_ms)
 
 
 def connected_event(
@@ -43,8 +48,12 @@ def connected_event(
     principal: str,
     ip_address: str,
     version: int,
-) -> tuple[str, bytes]:
-    return PRESENCE_PREFIX + "connected/" + client_id, _dump(
+) -> InboundMessage | None:
+    if not emits_events(client_id):
+        return None
+    return _event(
+        PRESENCE_PREFIX + "connected/" + client_id,
+        timestamp_ms,
         {
             "clientId": client_id,
             "timestamp": timestamp_ms,
@@ -53,7 +62,7 @@ def connected_event(
             "principalIdentifier": principal,
             "ipAddress": ip_address,
             "versionNumber": version,
-        }
+        },
     )
 
 
@@ -64,8 +73,12 @@ def disconnected_event(
     principal: str,
     reason: DisconnectReason,
     version: int,
-) -> tuple[str, bytes]:
-    return PRESENCE_PREFIX + "disconnected/" + client_id, _dump(
+) -> InboundMessage | None:
+    if not emits_events(client_id):
+        return None
+    return _event(
+        PRESENCE_PREFIX + "disconnected/" + client_id,
+        timestamp_ms,
         {
             "clientId": client_id,
             "timestamp": timestamp_ms,
@@ -75,7 +88,7 @@ def disconnected_event(
             "clientInitiatedDisconnect": reason is DisconnectReason.CLIENT_INITIATED_DISCONNECT,
             "disconnectReason": reason.value,
             "versionNumber": version,
-        }
+        },
     )
 
 
@@ -86,9 +99,13 @@ def subscription_event(
     session_id: str,
     principal: str,
     topics: list[str],
-) -> tuple[str, bytes]:
+) -> InboundMessage | None:
     """``kind`` is ``subscribed`` or ``unsubscribed``."""
-    return SUBSCRIPTIONS_PREFIX + kind + "/" + client_id, _dump(
+    if not emits_events(client_id):
+        return None
+    return _event(
+        SUBSCRIPTIONS_PREFIX + kind + "/" + client_id,
+        timestamp_ms,
         {
             "clientId": client_id,
             "timestamp": timestamp_ms,
@@ -96,5 +113,5 @@ def subscription_event(
             "sessionIdentifier": session_id,
             "principalIdentifier": principal,
             "topics": topics,
-        }
+        },
     )

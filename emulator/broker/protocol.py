@@ -273,15 +273,11 @@ class MqttProtocol:
         if self._taken_over:
             return out  # the new connection already reported our end
         offline = self._broker.detach(session, self)
-        self._disconnected_event(
-            session.client_id,
-            session.session_id,
-            self._principal,
-            session.version,
-            reason,
-            now,
-            out,
+        event = lifecycle.disconnected_event(
+            session.client_id, now, session.session_id, self._principal, reason, session.version
         )
+        if event is not None:
+            out.append(event)
         log.info("disconnected %s: %s", self.name, reason.value)
         if offline:
             out.append(StartExpiry(session.client_id, session.absences))
@@ -369,23 +365,24 @@ class MqttProtocol:
         if taken is not None:
             # AWS: the new connection is accepted and the previous one disconnected.
             log.warning("client ID %r connected again; closing the previous connection", client_id)
-            self._disconnected_event(
+            event = lifecycle.disconnected_event(
                 client_id,
+                now,
                 taken.session_id,
                 taken.principal,
-                taken.version,
                 DisconnectReason.DUPLICATE_CLIENTID,
-                now,
-                out,
+                taken.version,
             )
+            if event is not None:
+                out.append(event)
             out.append(CloseLink(taken.link))
             taken.owner.taken_over()
         log.info("connected %s clean=%s keepalive=%ss", self.name, clean, self.keep_alive)
-        if lifecycle.emits_events(client_id):
-            topic, payload = lifecycle.connected_event(
-                client_id, now, session.session_id, principal, link.peer_ip, session.version
-            )
-            out.append(InboundMessage(topic, payload, 0, False, None, None, now))
+        event = lifecycle.connected_event(
+            client_id, now, session.session_id, principal, link.peer_ip, session.version
+        )
+        if event is not None:
+            out.append(event)
         out.extend(broker.stored(session))
 
     def _publish(self, frame: Frame, now: int, out: list[Output]) -> bool:
@@ -497,30 +494,13 @@ class MqttProtocol:
         self.state = ConnState.CLOSING
         self.close_reason = reason
 
-    # -- lifecycle events ------------------------------------------------------------------
-    @staticmethod
-    def _disconnected_event(
-        client_id: str,
-        session_id: str,
-        principal: str,
-        version: int,
-        reason: DisconnectReason,
-        now: int,
-        out: list[Output],
-    ) -> None:
-        if lifecycle.emits_events(client_id):
-            topic, payload = lifecycle.disconnected_event(
-                client_id, now, session_id, principal, reason, version
-            )
-            out.append(InboundMessage(topic, payload, 0, False, None, None, now))
-
     def _subscription_event(
         self, kind: str, topics: list[str], now: int, out: list[Output]
     ) -> None:
         session = self.session
         assert session is not None
-        if lifecycle.emits_events(session.client_id):
-            topic, payload = lifecycle.subscription_event(
-                kind, session.client_id, now, session.session_id, self._principal, topics
-            )
-            out.append(InboundMessage(topic, payload, 0, False, None, None, now))
+        event = lifecycle.subscription_event(
+            kind, session.client_id, now, session.session_id, self._principal, topics
+        )
+        if event is not None:
+            out.append(event)
