@@ -12,7 +12,7 @@ from typing import Any
 
 from emulator.arns import function_name_of
 from emulator.config import Config
-from emulator.functions.workers import InvokeResult, Worker, _error_body
+from emulator.functions.workers import InvokeResult, Worker, error_body
 from emulator.project.model import FunctionSpec
 from emulator.tasks import cancel_and_wait
 
@@ -202,7 +202,7 @@ class FunctionService:
     ) -> InvokeResult:
         pool = self._pool(name_or_arn)
         if pool is None:
-            body = _error_body(
+            body = error_body(
                 f"Function not found: {self.arn(function_name_of(name_or_arn))}",
                 "ResourceNotFoundException",
             )
@@ -214,7 +214,7 @@ class FunctionService:
                 self._events.put_nowait((pool.spec.name, payload))
             except asyncio.QueueFull:
                 return InvokeResult(
-                    429, _error_body("event queue is full", "TooManyRequestsException"), None, ""
+                    429, error_body("event queue is full", "TooManyRequestsException"), None, ""
                 )
             return InvokeResult(202, b"", None, "")
         return await pool.invoke(payload)

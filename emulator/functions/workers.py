@@ -211,13 +211,13 @@ class Worker:
             message = f"RequestId: {rid} Error: Runtime exited with error: exit status {code}"
             log.error("function %s: %s", self.spec.name, message)
             await self.kill()
-            return InvokeResult(200, _error_body(message, "Runtime.ExitError"), "Unhandled", rid)
+            return InvokeResult(200, error_body(message, "Runtime.ExitError"), "Unhandled", rid)
         message = (
             f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {rid} Task timed out after {timeout:.2f} seconds"
         )
         log.error("function %s: %s; replacing the worker", self.spec.name, message)
         await self.kill()
-        return InvokeResult(200, _error_body(message, "Sandbox.Timedout"), "Unhandled", rid)
+        return InvokeResult(200, error_body(message, "Sandbox.Timedout"), "Unhandled", rid)
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -231,7 +231,8 @@ class Worker:
             self._runner = None
 
 
-def _error_body(message: str, kind: str) -> bytes:
+def error_body(message: str, kind: str) -> bytes:
+    """A Lambda error payload, as the runtime reports a handler's error."""
     return json.dumps({"errorMessage": message, "errorType": kind}).encode()
 
 
