@@ -67,7 +67,16 @@ class RuleCounters:
 class _Entry:
     """One loaded rule as the index holds it: what ``handle`` needs, resolved once."""
 
-    __slots__ = ("name", "spec", "statement", "sql_version", "actions", "error_action", "counters")
+    __slots__ = (
+        "name",
+        "spec",
+        "statement",
+        "sql_version",
+        "actions",
+        "plan",
+        "error_action",
+        "counters",
+    )
 
     def __init__(self, spec: RuleSpec, compiled: CompiledRule, counters: RuleCounters) -> None:
         self.name = spec.name
@@ -75,6 +84,8 @@ class _Entry:
         self.statement = compiled.statement
         self.sql_version = spec.aws_iot_sql_version
         self.actions = compiled.actions
+        # (action, immediate) pairs: ``_act`` reads the flag without a class lookup
+        self.plan = tuple((action, action.immediate) for action in compiled.actions)
         self.error_action = compiled.error_action
         self.counters = counters
 
@@ -193,8 +204,8 @@ class RulesEngine:
         counters = entry.counters
         counters.matched += 1
         run: _Run | None = None
-        for action in entry.actions:
-            if action.immediate:
+        for action, immediate in entry.plan:
+            if immediate:
                 try:
                     message = action.message(env, output, msg)
                     published = self._published
