@@ -67,23 +67,12 @@ class RuleCounters:
 class _Entry:
     """One loaded rule as the index holds it: what ``handle`` needs, resolved once."""
 
-    __slots__ = (
-        "name",
-        "spec",
-        "statement",
-        "sql_version",
-        "actions",
-        "plan",
-        "error_action",
-        "counters",
-    )
+    __slots__ = ("name", "statement", "sql_version", "plan", "error_action", "counters")
 
     def __init__(self, spec: RuleSpec, compiled: CompiledRule, counters: RuleCounters) -> None:
         self.name = spec.name
-        self.spec = spec
         self.statement = compiled.statement
         self.sql_version = spec.aws_iot_sql_version
-        self.actions = compiled.actions
         # (action, immediate) pairs: ``_act`` reads the flag without a class lookup
         self.plan = tuple((action, action.immediate) for action in compiled.actions)
         self.error_action = compiled.error_action
