@@ -9,10 +9,13 @@ against AWS. Models raise these errors; the response layer turns them into answe
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,8 +41,10 @@ def error_response(error: AwsError) -> web.Response:
     )
 
 
-def aws_handler(handler: Handler) -> Handler:
-    """A route handler whose ``AwsError`` becomes the AWS-shaped error answer."""
+def aws_handler(handler: Handler, internal: Callable[[str], AwsError] = AwsError) -> Handler:
+    """A route handler whose ``AwsError`` becomes the AWS-shaped error answer, and whose
+    unexpected failure is logged once and answered as the service's internal error (500,
+    which AWS SDKs retry), not as aiohttp's plain-text page without an error code."""
 
     @functools.wraps(handler)
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -47,6 +52,9 @@ def aws_handler(handler: Handler) -> Handler:
             return await handler(request)
         except AwsError as error:
             return error_response(error)
+        except Exception as exc:  # a request's boundary: the server goes on
+            log.exception("%s %s failed", request.method, request.path)
+            return error_response(internal(f"internal error: {exc}"))
 
     return handle
 

@@ -49,6 +49,16 @@ class TooManyRequests(LambdaError):
     status = 429
 
 
+class ServiceError(LambdaError):
+    """Lambda's internal error (the function could not be started, ...)."""
+
+    code = "ServiceException"
+    status = 500
+
+    def body(self) -> dict[str, str]:
+        return {"Type": "Service", "message": self.message}
+
+
 _ERRORS: dict[int, type[LambdaError]] = {404: ResourceNotFound, 429: TooManyRequests}
 
 
@@ -96,4 +106,6 @@ def add_routes(app: web.Application, functions: FunctionService) -> None:
             content_type="application/json",
         )
 
-    app.router.add_post("/2015-03-31/functions/{name}/invocations", aws_handler(invoke))
+    app.router.add_post(
+        "/2015-03-31/functions/{name}/invocations", aws_handler(invoke, ServiceError)
+    )

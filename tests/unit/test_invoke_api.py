@@ -11,6 +11,7 @@ import pytest
 from emulator.functions.invoke_api import (
     InvalidParameterValue,
     ResourceNotFound,
+    ServiceError,
     TooManyRequests,
     invoke_headers,
     parse_invocation_type,
@@ -81,3 +82,9 @@ def test_error_answers_of_the_model(result: InvokeResult, error: type, message: 
 @pytest.mark.parametrize("status", [200, 202, 204])
 def test_success_answers_pass(status: int) -> None:
     raise_for_status(InvokeResult(status, b"", None, ""))
+
+
+def test_an_internal_failure_is_the_services_fault() -> None:
+    error = ServiceError("internal error: no worker")
+    assert (error.code, error.status) == ("ServiceException", 500)
+    assert error.body() == {"Type": "Service", "message": "internal error: no worker"}
