@@ -52,6 +52,8 @@ def aws_handler(handler: Handler, internal: Callable[[str], AwsError] = AwsError
             return await handler(request)
         except AwsError as error:
             return error_response(error)
+        except web.HTTPException:
+            raise  # an answer aiohttp gives on purpose (a redirect, ...)
         except Exception as exc:  # a request's boundary: the server goes on
             log.exception("%s %s failed", request.method, request.path)
             return error_response(internal(f"internal error: {exc}"))
