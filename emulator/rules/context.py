@@ -16,7 +16,6 @@ from emulator.sql.context import MessageContext
 Json = Any
 DEFAULT_ACCOUNT = "123456789012"
 _new = object.__new__
-_init = MessageContext.__init__
 
 
 def new_uuid() -> str:
@@ -42,24 +41,24 @@ class MessageContexts:
     def of_message(self, msg: InboundMessage, document: Json) -> MessageContext:
         """The context of a message the broker accepted, its payload already parsed.
 
-        One per message: ``__init__`` is called on a bare instance because calling the
-        class with keywords packs them into a dict first (0.4 us more per message).
+        One per message, so its fields are set by name on a bare instance: calling the
+        class with keywords costs 0.2 us more per message (the keywords are matched to
+        ``__init__``'s parameters). tests/unit/test_engine.py checks that every field
+        is set, against the dataclass built with keywords.
         """
         ctx = _new(MessageContext)
-        _init(
-            ctx,
-            topic=msg.topic,
-            payload=msg.payload,
-            client_id=msg.client_id,
-            principal=msg.principal,
-            timestamp_ms=msg.timestamp_ms,
-            trace_id=msg.trace_id,
-            newuuid=self.newuuid,
-            random=self.random,
-            account_id=self.account_id,
-            _doc=document,
-            _parsed=True,
-        )
+        ctx.topic = msg.topic
+        ctx.payload = msg.payload
+        ctx.client_id = msg.client_id
+        ctx.principal = msg.principal
+        ctx.timestamp_ms = msg.timestamp_ms
+        ctx.trace_id = msg.trace_id
+        ctx.newuuid = self.newuuid
+        ctx.random = self.random
+        ctx.external = None
+        ctx.account_id = self.account_id
+        ctx._doc = document
+        ctx._parsed = True
         return ctx
 
     def of_payload(

@@ -11,7 +11,8 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from emulator.messages import InboundMessage
 from emulator.project.loader import load_project
 from emulator.rules.context import MessageContexts
 from emulator.rules.engine import RulesEngine
+from emulator.sql.context import MessageContext
 
 RULES = """
 rules:
@@ -144,7 +146,7 @@ def project_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def make_engine(project_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def make_engine(project_path: Path) -> AsyncIterator[Any]:
     engines: list[RulesEngine] = []
 
     async def make(targets: ActionTargets, **options: Any) -> RulesEngine:
@@ -399,3 +401,26 @@ async def test_hot_reload_keeps_counters_of_rules_that_stay(
     assert engine.counters["Other"].matched == 1
     assert "Loop" not in engine.counters and engine.counters["Loop2"].matched == 0
     assert engine.health()["loaded"] == len(engine.rules) == 9
+
+
+def test_the_context_of_a_message_sets_every_field() -> None:
+    """``of_message`` sets the fields one by one (the hot path): none may be forgotten."""
+    contexts = MessageContexts(account_id="1", newuuid=lambda: "u", random=lambda: 0.5)
+    msg = InboundMessage("a/b", b'{"x": 1}', 1, False, "c1", "p1", 42, 0, "trace")
+    made = contexts.of_message(msg, {"x": 1})
+    assert {f.name for f in fields(MessageContext)} == set(MessageContext.__slots__)
+    assert made == MessageContext(
+        topic="a/b",
+        payload=b'{"x": 1}',
+        client_id="c1",
+        principal="p1",
+        timestamp_ms=42,
+        trace_id="trace",
+        newuuid=contexts.newuuid,
+        random=contexts.random,
+        external=None,
+        account_id="1",
+        _doc={"x": 1},
+        _parsed=True,
+    )
+    assert made.document == {"x": 1}
