@@ -4,6 +4,7 @@ defaults, and ``execute`` against small fakes of the AWS clients (external servi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from emulator.actions.lambda_ import LambdaRequest
 from emulator.actions.registry import ACTION_TYPES, BY_CLOUDFORMATION_NAME, compile_action
 from emulator.actions.republish import RepublishRequest
 from emulator.messages import InboundMessage
+from emulator.project.loader import load_project
 from emulator.rules.context import MessageContexts
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleSyntaxError
@@ -287,3 +289,18 @@ async def test_lambda_invokes_the_function_asynchronously() -> None:
         await action.execute(action.render(env(), {"a": 1}), failing)
     assert (caught.value.action, caught.value.resource) == ("LambdaAction", "chat")
     assert caught.value.message == "Lambda invoke failed (500): 'Unhandled'"
+
+
+def test_a_field_aws_would_refuse_is_a_load_error_at_its_action(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n"
+        "  - ruleName: R\n"
+        "    sql: SELECT * FROM 'a'\n"
+        "    actions:\n"
+        "      - republish: {topic: t, qos: high}\n"
+    )
+    project = load_project([tmp_path])
+    assert [str(d) for d in project.errors] == [
+        f"{tmp_path / 'rules.yaml'}:5:20: rule 'R': republish: qos must be 0 or 1, not 'high'"
+    ]
+    assert project.rules == ()
