@@ -21,8 +21,16 @@ SQL_MAY_IMPORT = frozenset({"emulator.topics"})
 PURE_MODULES = (
     "emulator.topics",
     "emulator.limits",
+    "emulator.arns",
     "emulator.broker.codec",
+    "emulator.broker.amqtt_codec",
     "emulator.broker.policy",
+    "emulator.broker.link",
+    "emulator.broker.sessions",
+    "emulator.broker.state",
+    "emulator.broker.protocol",
+    "emulator.broker.lifecycle",
+    "emulator.actions.registry",
 )
 NO_LOOP = frozenset({"asyncio", "socket", "threading"})
 # datetime.now(), datetime.utcnow(), date.today(): clock reads without importing time
@@ -91,4 +99,12 @@ def test_the_sql_language_reads_no_clock() -> None:
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_modules_import_no_event_loop_sockets_or_threads(module: str) -> None:
     offending = sorted(t for t in _imports(module) if t.split(".")[0] in NO_LOOP)
+    assert not offending, f"{module} imports {', '.join(offending)}"
+
+
+@pytest.mark.parametrize("module", [m for m in PURE_MODULES if m.startswith("emulator.broker.")])
+def test_the_broker_state_machine_reads_no_clock_and_draws_no_randomness(module: str) -> None:
+    """Time and identifiers come in as arguments (``now``, ``new_uuid``), so the unit tests
+    drive takeover, keep-alive and expiry with a fake clock."""
+    offending = sorted(t for t in _imports(module) if t.split(".")[0] in IO_MODULES)
     assert not offending, f"{module} imports {', '.join(offending)}"
