@@ -37,21 +37,14 @@ def _check_common(text: str, what: str) -> str | None:
     return None
 
 
-VALID_TOPICS: set[str] = set()  # topics repeat: remember the valid ones (bounded)
-
-
 def validate_topic_name(topic: str) -> str | None:
-    """Why ``topic`` can't be published to, or ``None`` when it can."""
-    if topic in VALID_TOPICS:
-        return None
+    """Why ``topic`` can't be published to, or ``None`` when it can. Not cached: the hot
+    paths check through a ``limits.PublishCheck``, which remembers valid names."""
     problem = _check_common(topic, "topic")
     if problem:
         return problem
     if "+" in topic or "#" in topic:
         return "topic name contains a wildcard (+ or #)"
-    if len(VALID_TOPICS) >= 4096:
-        VALID_TOPICS.clear()
-    VALID_TOPICS.add(topic)
     return None
 
 
