@@ -11,6 +11,7 @@ from pathlib import Path
 
 from emulator.project.loader import rule_files
 from emulator.project.model import Project
+from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,8 @@ class RuleWatcher:
         self._task = asyncio.create_task(self._run(), name="rules-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
