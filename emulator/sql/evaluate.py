@@ -98,7 +98,18 @@ class Compiler:
         operand = self.expr(node.operand)
         if node.op == "NOT" and _is_undefined_test(node.operand):
             # WHERE NOT isUndefined(x), the usual guard: one test, no intermediate Boolean
-            arg = self.expr(node.operand.args[0])  # type: ignore[attr-defined]
+            target = node.operand.args[0]  # type: ignore[attr-defined]
+            if isinstance(target, ast.Field):
+                # x a field of the document (the chat's): read inline, without the
+                # field's own closure (a Python frame per message); same test as below.
+                name = target.name
+
+                def has_field(env: Env) -> Any:
+                    doc = env.doc
+                    return type(doc) is dict and doc.get(name, UNDEFINED) is not UNDEFINED
+
+                return has_field
+            arg = self.expr(target)
 
             def is_defined(env: Env) -> Any:
                 try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.sql import ast
 from emulator.sql.context import Env, MessageContext
 from emulator.sql.errors import RuleSyntaxError
 from emulator.sql.evaluate import Compiled, Compiler
@@ -17,12 +18,13 @@ from emulator.sql.values import UNDEFINED, to_string
 
 
 class Template:
-    __slots__ = ("text", "_parts", "_single", "function_names", "is_constant")
+    __slots__ = ("text", "_parts", "_single", "_single_field", "function_names", "is_constant")
 
     def __init__(self, text: str, sql_version: str = "2016-03-23") -> None:
         self.text = text
         parts: list[str | Compiled] = []
         names: set[str] = set()
+        fields: dict[int, str] = {}  # id of a compiled part -> the field it reads, if one
         i = 0
         literal: list[str] = []
         while i < len(text):
@@ -50,6 +52,8 @@ class Template:
             except RuleSyntaxError as exc:
                 raise RuleSyntaxError(exc.message, text, 1, start + 2 + exc.column) from None
             names |= compiler.function_names
+            if isinstance(node, ast.Field):
+                fields[id(compiled)] = node.name
             if literal:
                 parts.append("".join(literal))
                 literal = []
@@ -62,6 +66,9 @@ class Template:
         self.is_constant = all(isinstance(p, str) for p in parts)
         # 'chat/pub${room}': at most one literal either side of one expression
         self._single = _single_expression(self._parts)
+        # ... and when that expression is a field ('${room}'), its name: ``render_env``
+        # reads it inline rather than through the field's closure (a Python frame).
+        self._single_field = fields.get(id(self._single[1])) if self._single else None
 
     def render(self, ctx: MessageContext, sql_version: str = "2016-03-23") -> str:
         if self.is_constant:
@@ -75,7 +82,12 @@ class Template:
         single = self._single
         if single is not None:
             prefix, expression, suffix = single
-            value = expression(env)
+            field = self._single_field
+            if field is not None:  # the same read as Compiler.field's closure
+                doc = env.doc
+                value = doc.get(field, UNDEFINED) if type(doc) is dict else UNDEFINED
+            else:
+                value = expression(env)
             if type(value) is str:
                 return prefix + value + suffix
             if value is UNDEFINED:
