@@ -20,6 +20,9 @@ class InboundMessage:
     data-plane ``Publish``, lifecycle event); AWS IoT's ``clientid()`` then yields
     ``Undefined`` for rule actions and ``""`` is never invented.
     ``hops`` counts how many republish actions led to this message, so rule loops stop.
+
+    actions/republish.py builds one per republished message field by field, without
+    ``__init__`` (cheaper): a new field must be set there too.
     """
 
     topic: str

@@ -18,6 +18,7 @@ from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.templates import Template
 
 Json = Any
+_new = object.__new__
 
 
 class RepublishRequest(NamedTuple):
@@ -78,13 +79,17 @@ class RepublishAction:
             topic = self._text if template is None else template.render_env(env)
         except RuleEvaluationError as exc:
             raise ActionError(self.failed_name, self.type_name, str(exc)) from None
-        return InboundMessage(
-            topic,
-            payload_bytes(output),
-            self.qos,
-            self.retain,
-            None,  # no client: AWS's clientid() is Undefined for a republished message
-            None,
-            source.timestamp_ms,
-            source.hops + 1,
-        )
+        # Every field set by name on a bare instance: calling the dataclass costs its
+        # ``__init__`` frame, about 950 of 2,650 instructions under callgrind, once per
+        # republished message. A new ``InboundMessage`` field must be set here too.
+        message = _new(InboundMessage)
+        message.topic = topic
+        message.payload = payload_bytes(output)
+        message.qos = self.qos
+        message.retain = self.retain
+        message.client_id = None  # no client: AWS's clientid() is Undefined when republished
+        message.principal = None
+        message.timestamp_ms = source.timestamp_ms
+        message.hops = source.hops + 1
+        message.trace_id = None
+        return message
