@@ -4,6 +4,7 @@ compact JSON otherwise."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -21,6 +22,11 @@ def _standard_dumps(output: Json) -> bytes:
 
 
 _dumps = _orjson.dumps if _orjson is not None else _standard_dumps
+
+# ``payload_bytes``'s first try, for a caller that calls it once per message and cannot
+# afford the extra Python frame (republish): JSON bytes, or TypeError for what only
+# ``payload_bytes`` handles (binary output, integers over 64 bits).
+compact_json: Callable[[Json], bytes] = _dumps
 
 
 def payload_bytes(output: Json) -> bytes:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple, Self
 
 from emulator.actions.base import ActionError, ActionTargets, Field, Reference
-from emulator.actions.payloads import payload_bytes
+from emulator.actions.payloads import compact_json, payload_bytes
 from emulator.messages import InboundMessage
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
@@ -84,7 +84,10 @@ class RepublishAction:
         # republished message. A new ``InboundMessage`` field must be set here too.
         message = _new(InboundMessage)
         message.topic = topic
-        message.payload = payload_bytes(output)
+        try:  # payload_bytes without its frame for the usual (JSON) output
+            message.payload = compact_json(output)
+        except TypeError:
+            message.payload = payload_bytes(output)
         message.qos = self.qos
         message.retain = self.retain
         message.client_id = None  # no client: AWS's clientid() is Undefined when republished
