@@ -43,7 +43,7 @@ from emulator.rules.external import LoopExternalCalls
 from emulator.sql.context import Env, MessageContext
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.statement import NO_MATCH
-from emulator.sql.values import parse_json
+from emulator.sql.values import parse_document
 from emulator.tasks import cancel_and_wait
 from emulator.topics import TopicTrie
 
@@ -182,7 +182,7 @@ class RulesEngine:
         if not candidates:
             return
         payload = msg.payload
-        doc = parse_json(payload)  # once, shared by every rule
+        doc, flat = parse_document(payload)  # once, shared by every rule
         ctx = self.contexts.of_message(msg, doc)
         for _, entry in candidates:
             statement = entry.statement
@@ -197,7 +197,7 @@ class RulesEngine:
             env.sql_version = entry.sql_version
             env.raw = payload
             try:
-                output = statement.evaluate_env(env)
+                output = statement.evaluate_env(env, flat)
             except RuleEvaluationError as exc:
                 entry.counters.errors += 1
                 log.warning("rule %s failed on a message on %s: %s", entry.name, msg.topic, exc)

@@ -271,6 +271,23 @@ class Compiler:
         return run
 
     # -- SELECT ----------------------------------------------------------------------
+    @staticmethod
+    def star_then_fields(select: ast.Select) -> tuple[str, ...] | None:
+        """The keys ``SELECT *, a AS x, f() AS y`` sets on its copy of the document (in
+        order, one name each), or None when the projection has another shape."""
+        items = select.items
+        if select.value or not items or not isinstance(items[0].expr, ast.Star):
+            return None
+        keys: list[str] = []
+        for index, item in enumerate(items[1:], 1):
+            if isinstance(item.expr, ast.Star):
+                return None
+            alias = item.alias or (_default_name(item.expr, index),)
+            if len(alias) != 1:
+                return None
+            keys.append(alias[0])
+        return tuple(keys)
+
     def projection(self, select: ast.Select) -> Compiled:
         if select.value:
             return self.expr(select.items[0].expr)
@@ -283,12 +300,11 @@ class Compiler:
             alias = item.alias or (_default_name(item.expr, index),)
             parts.append((alias, fn, False))
 
-        if (
-            parts
-            and parts[0][2]
-            and all(not star and alias and len(alias) == 1 for alias, _, star in parts[1:])
-        ):
-            return _star_then_fields([(a[0], fn) for a, fn, _ in parts[1:] if a])
+        keys = self.star_then_fields(select)
+        if keys is not None:
+            return _star_then_fields(
+                [(k, fn) for k, (_, fn, _) in zip(keys, parts[1:], strict=True)]
+            )
 
         def project(env: Env) -> Any:
             out: dict[str, Any] = {}

@@ -36,6 +36,7 @@ class Statement:
         "_project",
         "_where",
         "_fresh_object",
+        "_added_keys",
     )
 
     def __init__(self, sql: str, sql_version: str) -> None:
@@ -55,6 +56,8 @@ class Statement:
         # SELECT a, b, * builds a new dict per message, which may be converted in place;
         # SELECT VALUE may return a part of the shared document, which must be copied.
         self._fresh_object = not tree.value
+        # SELECT *, a AS x: the keys set on the copy of the document (see evaluate_env)
+        self._added_keys = compiler.star_then_fields(tree)
         self.sql = sql
         self.sql_version = sql_version
         self.topic_filter = tree.source
@@ -74,9 +77,12 @@ class Statement:
         """Like ``evaluate`` for a message already routed by topic (the engine's index)."""
         return self.evaluate_env(Env(ctx.document, ctx, self.sql_version, ctx.payload))
 
-    def evaluate_env(self, env: Env) -> Json | _NoMatch:
+    def evaluate_env(self, env: Env, flat_document: bool = False) -> Json | _NoMatch:
         """``evaluate_matched`` with the caller's ``Env`` (the engine renders the actions'
-        templates with the same one: both see the original message)."""
+        templates with the same one: both see the original message).
+
+        ``flat_document``: ``env.doc`` is a document ``parse_document`` found flat (no
+        Decimal, no nested value), so a copy of it needs no ``to_json``."""
         try:
             if self._where is not None and self._where(env) is not True:
                 return NO_MATCH
@@ -88,9 +94,19 @@ class Statement:
         if type(out) is bytes:
             return out
         if self._fresh_object and type(out) is dict:
-            # The usual output (the chat's) holds only plain values: one C-level pass over
-            # the value types says so, without a call and a Python loop turn per key.
-            if _PLAIN.issuperset(map(type, out.values())):
+            added = self._added_keys
+            if flat_document and added is not None:
+                # SELECT *, a AS x over a flat document (the chat's): the copy of the
+                # document needs nothing, so only the values the SELECT added are checked.
+                plain = _PLAIN
+                for key in added:
+                    if type(out.get(key)) not in plain:
+                        break
+                else:
+                    return out
+            # The usual output holds only plain values: one C-level pass over the value
+            # types says so, without a call and a Python loop turn per key.
+            elif _PLAIN.issuperset(map(type, out.values())):
                 return out
             return _json_in_place(out, self.sql_version)
         return to_json(out, self.sql_version)

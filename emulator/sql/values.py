@@ -178,6 +178,13 @@ def parse_json(payload: bytes) -> Any:
     standard parser with ``parse_float=Decimal``). Anything orjson refuses (NaN, integers
     over 64 bits, lone surrogates, deep nesting) takes the standard path, so results do
     not depend on which parser ran.
+    """
+    return parse_document(payload)[0]
+
+
+def parse_document(payload: bytes) -> tuple[Any, bool]:
+    """``parse_json``, and whether the document is *flat*: a scalar, or an object or array
+    of scalars, none of them a Decimal (a SELECT's copy of it then needs no ``to_json``).
 
     orjson parses first: a flat document (the usual message) is then known exact from the
     types of its values, one C-level pass, cheaper than scanning the bytes with
@@ -192,17 +199,17 @@ def parse_json(payload: bytes) -> Any:
             kind = type(doc)
             if kind is dict:
                 if _EXACT.issuperset(map(type, doc.values())):
-                    return doc
+                    return doc, True
             elif kind is list:
                 if _EXACT.issuperset(map(type, doc)):
-                    return doc
+                    return doc, True
             elif kind in _EXACT:
-                return doc
+                return doc, True
             if not _MAYBE_DECIMAL.search(payload):
-                return doc
+                return doc, False
     try:
-        return json.loads(payload, parse_float=Decimal)
+        return json.loads(payload, parse_float=Decimal), False
     except (ValueError, UnicodeDecodeError):
-        return UNDEFINED
+        return UNDEFINED, False
     except RecursionError:
-        return UNDEFINED
+        return UNDEFINED, False
