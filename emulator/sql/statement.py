@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from emulator.sql import ast
 from emulator.sql.context import Env, Json, MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.evaluate import Compiler
+from emulator.sql.functions import REGISTRY
 from emulator.sql.parser import parse
 from emulator.sql.values import UNDEFINED, to_json
 from emulator.topics import matches, validate_topic_filter
@@ -36,7 +38,7 @@ class Statement:
         "_project",
         "_where",
         "_fresh_object",
-        "_added_keys",
+        "_scalar_over_flat",
     )
 
     def __init__(self, sql: str, sql_version: str) -> None:
@@ -56,8 +58,11 @@ class Statement:
         # SELECT a, b, * builds a new dict per message, which may be converted in place;
         # SELECT VALUE may return a part of the shared document, which must be copied.
         self._fresh_object = not tree.value
-        # SELECT *, a AS x: the keys set on the copy of the document (see evaluate_env)
-        self._added_keys = compiler.star_then_fields(tree)
+        # SELECT *, a AS x with only scalars added: over a flat document, the output needs
+        # no to_json (see evaluate_env)
+        self._scalar_over_flat = compiler.star_then_fields(tree) is not None and all(
+            _scalar_over_flat(item.expr) for item in tree.items[1:]
+        )
         self.sql = sql
         self.sql_version = sql_version
         self.topic_filter = tree.source
@@ -94,25 +99,33 @@ class Statement:
         if type(out) is bytes:
             return out
         if self._fresh_object and type(out) is dict:
-            added = self._added_keys
-            if flat_document and added is not None:
-                # SELECT *, a AS x over a flat document (the chat's): the copy of the
-                # document needs nothing, so only the values the SELECT added are checked.
-                plain = _PLAIN
-                for key in added:
-                    if type(out.get(key)) not in plain:
-                        break
-                else:
-                    return out
+            if flat_document and self._scalar_over_flat:
+                # The chat's SELECT *, clientid() AS clientId, ... over a flat document: a
+                # copy of the document plus scalars by their form, so nothing to check.
+                return out
             # The usual output holds only plain values: one C-level pass over the value
             # types says so, without a call and a Python loop turn per key.
-            elif _PLAIN.issuperset(map(type, out.values())):
+            if _PLAIN.issuperset(map(type, out.values())):
                 return out
             return _json_in_place(out, self.sql_version)
         return to_json(out, self.sql_version)
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _scalar_over_flat(node: ast.Node) -> bool:
+    """An expression whose value is a str, int, bool or None (or Undefined) whenever the
+    document is flat: a field of it, a literal of those types, or a function of the
+    message alone (``Function.direct``: clientid(), timestamp(), ...)."""
+    if isinstance(node, ast.Field):
+        return True
+    if isinstance(node, ast.Literal):
+        return type(node.value) in _PLAIN
+    if isinstance(node, ast.Call) and not node.args:
+        function = REGISTRY.get(node.name)
+        return function is not None and function.direct is not None
+    return False
 
 
 def _json_in_place(out: dict[str, Any], sql_version: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ class Function:
     external: bool = False  # needs I/O (DynamoDB, Lambda)
     # Zero-argument functions that only read the message and cannot fail: the compiled
     # expression is this function itself (the hot path calls clientid()/timestamp()).
+    # Each returns a str, int, bool or None, or Undefined: statement.py relies on it.
     direct: Callable[[Env], Any] | None = None
 
 
