@@ -57,6 +57,7 @@ class EmulatorHandle:
     emulator: Emulator
     host: str = "127.0.0.1"
     _clients: list[TestClient] = field(default_factory=list)
+    _aws_clients: list[Any] = field(default_factory=list)
     _recorder: TestClient | None = None
 
     @property
@@ -108,20 +109,26 @@ class EmulatorHandle:
         return await client.next_message(timeout)
 
     def boto3_client(self, service: str) -> Any:
-        """A boto3 client for dynamodb, kinesis, lambda or iot-data, pointed at the emulator."""
+        """A boto3 client for dynamodb, kinesis, lambda or iot-data, pointed at the emulator,
+        closed at teardown (its kept-alive connections would otherwise outlive the test)."""
         import boto3
 
         key = {"iot-data": "iot-data", "lambda": "lambda"}.get(service, service)
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.endpoints[key],
             region_name=self.emulator.config.region,
             aws_access_key_id="local",
             aws_secret_access_key="local",
         )
+        self._aws_clients.append(client)
+        return client
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._clients), return_exceptions=True)
+        for client in self._aws_clients:
+            client.close()  # botocore: closes the client's connection pool
+        self._aws_clients.clear()
 
 
 @pytest.fixture
