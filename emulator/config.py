@@ -48,6 +48,30 @@ class Config:
     credentials: tuple[tuple[str, str], ...] = ()  # (access key, secret) pairs for SigV4 on /mqtt
     hot_reload: bool = True
     log_level: str = "INFO"
+    # -- AWS IoT's per-connection quotas (AWS's values; docs/differences.md) --------------
+    max_inflight: int = 100  # outbound unacknowledged QoS 1 messages per client
+    publish_rate: int = 100  # inbound PUBLISH per second per connection; excess dropped
+    throughput_kib: int = 512  # KiB/s read per connection; excess delayed
+    max_subscriptions: int = 50  # per connection; more: SUBACK failure
+    max_filters_per_subscribe: int = 8  # per SUBSCRIBE packet
+    keepalive_min: int = 30  # seconds; shorter keep-alives are raised to this
+    keepalive_max: int = 1200  # seconds; longer ones (and 0) become this
+    stored_resend_rate: int = 10  # stored messages per second after a reconnect
+    connect_rate: float = 1.0  # CONNECTs per second per client ID
+    max_queued_messages: int = (
+        1000  # QoS 1 messages waiting per session (offline or over max_inflight)
+    )
+    # -- isolation between clients (the emulator's own bounds) --------------------------
+    client_buffer_kib: int = 8192  # bytes written to a client not yet sent; over: disconnected
+    action_queue_per_client: int = 1000  # rule actions waiting per source client
+    event_queue_per_client: int = 1000  # asynchronous Lambda invocations waiting per source
+    lambda_concurrency: int = 10  # execution environments per function
+    # -- the HTTP port -----------------------------------------------------------------
+    http_header_timeout: float = 10.0  # seconds to send a request's headers
+    http_idle_timeout: float = 75.0  # seconds a kept-alive connection may idle
+    http_max_connections: int = 1000  # open connections on the HTTP port
+    allowed_origins: tuple[str, ...] = ()  # extra Origins allowed to POST and open /mqtt
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names (beyond localhost and IP literals)
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown keys kept for components
 
     def with_overrides(self, **changes: Any) -> Config:
@@ -57,8 +81,33 @@ class Config:
 _PATH_TUPLES = {"rules", "policies"}
 _PATHS = {"static_dir", "node_modules"}
 _BOOLS = {"no_auth", "hot_reload"}
-_INTS = {"mqtt_port", "http_port", "max_hops"}
-_FLOATS = {"session_expiry", "keepalive_factor"}
+_INTS = {
+    "mqtt_port",
+    "http_port",
+    "max_hops",
+    "max_inflight",
+    "publish_rate",
+    "throughput_kib",
+    "max_subscriptions",
+    "max_filters_per_subscribe",
+    "keepalive_min",
+    "keepalive_max",
+    "stored_resend_rate",
+    "max_queued_messages",
+    "client_buffer_kib",
+    "action_queue_per_client",
+    "event_queue_per_client",
+    "lambda_concurrency",
+    "http_max_connections",
+}
+_FLOATS = {
+    "session_expiry",
+    "keepalive_factor",
+    "connect_rate",
+    "http_header_timeout",
+    "http_idle_timeout",
+}
+_STR_TUPLES = {"allowed_origins", "allowed_hosts"}  # a list, or a comma-separated string
 
 
 def _coerce(name: str, value: Any, source: str, base: Path) -> Any:
@@ -73,12 +122,20 @@ def _coerce(name: str, value: Any, source: str, base: Path) -> Any:
                 return value
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
         if name in _INTS:
-            port = int(value)
-            if name.endswith("_port") and not 0 <= port <= 65535:
+            number = int(value)
+            if name.endswith("_port") and not 0 <= number <= 65535:
                 raise ValueError("not a port number")
-            return port
+            if not name.endswith("_port") and number < 0:
+                raise ValueError("must not be negative")
+            return number
         if name in _FLOATS:
-            return float(value)
+            real = float(value)
+            if real < 0:
+                raise ValueError("must not be negative")
+            return real
+        if name in _STR_TUPLES:
+            items = value if isinstance(value, list | tuple) else str(value).split(",")
+            return tuple(str(v).strip() for v in items if str(v).strip())
         if name == "credentials":
             return tuple((str(k), str(s)) for k, s in (dict(value).items()))
         return value if value is None else str(value)
