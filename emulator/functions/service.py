@@ -120,10 +120,22 @@ class FunctionPool:
         }
 
 
+# What workers sign their calls to the emulator with when nothing else is configured.
+LOCAL_CREDENTIALS = ("local", "local")
+
+
 class FunctionService:
-    def __init__(self, config: Config, endpoints: Callable[[], dict[str, str]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        endpoints: Callable[[], dict[str, str]],
+        worker_credentials: tuple[str, str] = LOCAL_CREDENTIALS,
+    ) -> None:
         self.config = config
         self.endpoints = endpoints  # resolved when a worker starts (HTTP port known by then)
+        # (access key, secret) in the workers' environment: with ``credentials`` configured
+        # the emulator's APIs require SigV4, so the workers get a key it accepts.
+        self.worker_credentials = worker_credentials
         self.pools: dict[str, FunctionPool] = {}
         self._events: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,8 +168,8 @@ class FunctionService:
                 "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
                 "AWS_REGION": region,
                 "AWS_DEFAULT_REGION": region,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_ACCESS_KEY_ID": self.worker_credentials[0],
+                "AWS_SECRET_ACCESS_KEY": self.worker_credentials[1],
                 "AWS_SESSION_TOKEN": "local",
                 "_HANDLER": spec.handler,
                 "LAMBDA_TASK_ROOT": str(spec.code_path),
