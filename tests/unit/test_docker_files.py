@@ -8,6 +8,7 @@ user's ``docker compose up``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -65,10 +66,62 @@ def test_the_three_services_and_their_images() -> None:
     )
 
 
+def published(spec: str | dict[str, Any]) -> tuple[str | None, int, int]:
+    """(host address or None for all, host port, container port) of one compose port, in
+    the short syntax ``[[IP:]HOST:]CONTAINER[/PROTOCOL]`` or the long one (a mapping)."""
+    if isinstance(spec, dict):
+        target = int(spec["target"])
+        return spec.get("host_ip"), int(spec.get("published", target)), target
+    text = str(spec).split("/")[0]
+    if text.startswith("["):  # [::1]:HOST:CONTAINER
+        ip, _, rest = text[1:].partition("]:")
+        host_port, _, container = rest.partition(":")
+        return ip, int(host_port), int(container)
+    parts = text.split(":")
+    container = int(parts[-1])
+    host_port = int(parts[-2]) if len(parts) >= 2 else container
+    return (parts[0] if len(parts) == 3 else None), host_port, container
+
+
+def test_the_port_parser_reads_compose_syntax() -> None:
+    assert published("8080") == (None, 8080, 8080)
+    assert published("18080:8080") == (None, 18080, 8080)
+    assert published("127.0.0.1:8080:8080/tcp") == ("127.0.0.1", 8080, 8080)
+    assert published("[::1]:8080:8080") == ("::1", 8080, 8080)
+    assert published({"target": 8080, "published": 80, "host_ip": "127.0.0.1"}) == (
+        "127.0.0.1",
+        80,
+        8080,
+    )
+
+
 def test_published_ports_are_the_emulator_defaults() -> None:
-    assert {"1883:1883", "8080:8080"} <= set(EMULATOR["ports"])
+    ports = {published(spec)[1:] for spec in EMULATOR["ports"]}
+    assert {(1883, 1883), (8080, 8080)} <= ports
     config = load_config({})
     assert (config.mqtt_port, config.http_port) == (1883, 8080)
+
+
+@pytest.mark.parametrize("service", ["emulator", "dynamodb", "kinesis"])
+def test_every_port_is_published_on_the_hosts_loopback_only(service: str) -> None:
+    """Without a host address Docker publishes on all the host's interfaces (issue 12):
+    other machines would reach the unsigned APIs and the backends."""
+    specs = SERVICES[service].get("ports", [])
+    assert specs, service
+    for spec in specs:
+        host_ip, _, _ = published(spec)
+        assert host_ip is not None and ipaddress.ip_address(host_ip).is_loopback, (service, spec)
+
+
+def test_the_backends_ports_are_published_for_the_host_tools() -> None:
+    """`aws dynamodb --endpoint-url http://localhost:8000` from the host still works."""
+    for service in ("dynamodb", "kinesis"):
+        ports = {published(spec)[2] for spec in SERVICES[service]["ports"]}
+        assert _listening_port(service) in ports, service
+
+
+def test_dynamodb_local_sends_no_telemetry() -> None:
+    assert "-disableTelemetry" in SERVICES["dynamodb"]["command"]
 
 
 def _listening_port(service: str) -> int:
