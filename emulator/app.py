@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,9 +24,11 @@ from emulator.broker.broker import IoTBroker
 from emulator.broker.policy import PolicyError, PolicySet
 from emulator.clock import now_ms
 from emulator.config import Config
+from emulator.dataplane.exceptions import RequestEntityTooLarge
 from emulator.dataplane.urls import add_routes as add_dataplane_routes
+from emulator.functions.invoke_api import RequestTooLarge
 from emulator.functions.invoke_api import add_routes as add_invoke_routes
-from emulator.functions.service import FunctionService
+from emulator.functions.service import LOCAL_CREDENTIALS, FunctionService
 from emulator.pollers.kinesis import KinesisPoller
 from emulator.project.loader import load_project
 from emulator.project.model import Project
@@ -34,7 +37,13 @@ from emulator.project.watch import RuleWatcher
 from emulator.rules.engine import RulesEngine
 from emulator.services.backends import BackendError, Backends
 from emulator.tasks import canceller
-from emulator.transport import sigv4
+from emulator.transport.http_guard import (
+    PRINCIPAL,
+    ConnectionGuard,
+    HttpGuard,
+    OriginPolicy,
+    SignedRoute,
+)
 from emulator.transport.tcp import TcpListener
 from emulator.transport.websocket import WebSocketEndpoint
 from emulator.web import add_routes as add_web_routes
@@ -60,6 +69,31 @@ def process_start_time() -> float:
         return time.time()
 
 
+def worker_credentials(config: Config) -> tuple[str, str]:
+    """What the Lambda workers sign their calls to the emulator with: with ``credentials``
+    configured (SigV4 required), a random key pair made for this process, which the HTTP
+    guard accepts beside the configured ones; otherwise the fixed local pair."""
+    if not config.credentials:
+        return LOCAL_CREDENTIALS
+    return "ASIALOCALWORKER" + secrets.token_hex(4).upper(), secrets.token_urlsafe(30)
+
+
+def make_http_guard(config: Config, workers: tuple[str, str]) -> HttpGuard:
+    """The HTTP port's guard: SigV4 on the AWS APIs (as AWS signs them: boto3's iot-data
+    client as ``iotdata``, lambda as ``lambda``; WebSocket URLs as ``iotdevicegateway``)."""
+    credentials = dict(config.credentials)
+    if credentials:
+        credentials[workers[0]] = workers[1]
+    routes = (
+        SignedRoute("/topics", "iotdata", RequestEntityTooLarge),
+        SignedRoute("/retainedMessage", "iotdata", RequestEntityTooLarge),
+        SignedRoute("/2015-03-31/functions", "lambda", RequestTooLarge),
+        SignedRoute("/mqtt", "iotdevicegateway"),
+    )
+    policy = OriginPolicy(config.host, config.allowed_hosts, config.allowed_origins)
+    return HttpGuard(policy, credentials, config.region, routes)
+
+
 class StartupError(Exception):
     """A part could not start; the message says which and why."""
 
@@ -70,13 +104,24 @@ class Emulator:
     def __init__(self, config: Config, backends: Backends | None = None) -> None:
         self.config = config
         self.started_at = process_start_time()
-        self.http_app = web.Application(client_max_size=256 * 1024)
+        self.worker_credentials = worker_credentials(config)
+        self.http_guard = make_http_guard(config, self.worker_credentials)
+        self.http_app = web.Application(
+            client_max_size=256 * 1024, middlewares=[self.http_guard.middleware]
+        )
         self.http_app.router.add_get("/health", self._health)
         self.http_app.router.add_get("/debug/memory", self._memory)
         self.backends = backends or Backends(config)
-        self.functions = FunctionService(config, self._endpoints)
+        self.functions = FunctionService(
+            config, self._endpoints, worker_credentials=self.worker_credentials
+        )
         self.targets = ActionTargets()
-        self.rules = RulesEngine(self.targets, config.max_hops, config.account_id)
+        self.rules = RulesEngine(
+            self.targets,
+            config.max_hops,
+            config.account_id,
+            per_client=config.action_queue_per_client,
+        )
         self.broker = IoTBroker(config, on_message=self.rules.handle)
         self.targets.publish = self.broker.publish
         self.targets.functions = self.functions
@@ -93,7 +138,8 @@ class Emulator:
         self.auth_state = "open (no IoT policies loaded)"
         self.watcher: RuleWatcher | None = None
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._http_server: asyncio.Server | None = None
+        self.http_connections: ConnectionGuard | None = None
         self.http_port: int | None = None
         self.mqtt_port: int | None = None
         # (name, stop coroutine) in start order; stop() runs them in reverse.
@@ -102,19 +148,9 @@ class Emulator:
         self.health_sections: dict[str, Callable[[], Json]] = {}
 
     def _authenticate_websocket(self, request: web.Request) -> str | None:
-        """The principal of a SigV4-presigned /mqtt URL (its access key); see sigv4.py."""
-        query = dict(request.query)
-        if not sigv4.is_presigned(query):
-            return None
-        credentials = dict(self.config.credentials)
-        try:
-            access_key = sigv4.verify(query, request.host, request.path, credentials)
-        except sigv4.SignatureError as exc:
-            log.warning("refused a WebSocket from %s: %s", request.remote, exc)
-            raise web.HTTPForbidden(text=f"{exc}\n") from exc
-        if not credentials:
-            log.info("WebSocket signed by access key %s (signature not checked)", access_key)
-        return access_key
+        """The principal of a signed /mqtt URL: the access key the HTTP guard verified (with
+        credentials configured) or read (without); None for an unsigned URL."""
+        return request.get(PRINCIPAL)
 
     # -- lifecycle -----------------------------------------------------------------
     def _endpoints(self) -> dict[str, str]:
@@ -230,17 +266,45 @@ class Emulator:
             log.exception("could not apply the reloaded tables/streams/functions")
 
     async def _start_http(self) -> None:
+        """aiohttp's server behind the connection guard (budget, header deadline); its
+        keep-alive timeout is the idle timeout."""
+        config = self.config
         self._runner = web.AppRunner(
-            self.http_app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+            self.http_app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            keepalive_timeout=config.http_idle_timeout,
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.config.host, self.config.http_port)
-        await self._site.start()
-        server = self._site._server
+        server = self._runner.server
         assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
-        self._stoppers.append(("http", self._runner.cleanup))
+        self.http_connections = ConnectionGuard(
+            server, config.http_header_timeout, config.http_max_connections
+        )
+        self.http_guard.connections = self.http_connections
+        loop = asyncio.get_running_loop()
+        try:
+            self._http_server = await loop.create_server(
+                self.http_connections, config.host, config.http_port, backlog=1024
+            )
+        except OSError:
+            await self._runner.cleanup()
+            raise
+        sockets = self._http_server.sockets
+        self.http_port = sockets[0].getsockname()[1] if sockets else config.http_port
+        self.http_guard.policy.port = self.http_port
+        self.health_sections["http_connections"] = self.http_connections.health
+        self._stoppers.append(("http", self._stop_http))
+
+    async def _stop_http(self) -> None:
+        """Stop accepting, then let aiohttp close its connections (shutdown_timeout)."""
+        if self._http_server is not None:
+            self._http_server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http_server is not None:
+            await self._http_server.wait_closed()
 
     async def stop(self) -> None:
         errors: list[str] = []

@@ -19,12 +19,20 @@ is built on this path, the chat's.
 
 A failure is an ``ActionError`` naming the action and resource as AWS's error action
 message does (rule-error-handling.md); the engine routes it to the rule's error action.
+
+While a worker runs ``execute``, ``ACTION_SOURCE`` holds the key the engine queued the
+action under (the message's client ID, or its rule's key): an action that queues work in
+another part of the emulator (``lambda``: the function's asynchronous queue) passes it on,
+so that part, too, can keep one client's flood from others. It is a context variable, not
+a parameter of ``execute``, so requests stay what the dry run shows and actions that queue
+nothing need not know about it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 
@@ -35,9 +43,21 @@ from emulator.sql.templates import Template
 Json = Any
 RequestT = TypeVar("RequestT", bound="Request")
 
+# The source (client ID or rule key) of the action a worker is executing (module docstring).
+ACTION_SOURCE: ContextVar[Hashable | None] = ContextVar("ACTION_SOURCE", default=None)
+
 
 class FunctionInvoker(Protocol):
-    async def invoke(self, name: str, payload: bytes, invocation_type: str = "Event") -> Any: ...
+    async def invoke(
+        self,
+        name: str,
+        payload: bytes,
+        invocation_type: str = "Event",
+        source: Hashable | None = None,
+    ) -> Any:
+        """``source``: who the invocation is made for (a client ID, a rule's key; None:
+        the emulator's own), whose asynchronous invocations are queued apart."""
+        ...
 
 
 @dataclass
@@ -59,6 +79,11 @@ class ActionError(Exception):
         self.action = action
         self.resource = resource
         self.message = message
+
+
+class ActionThrottled(ActionError):
+    """A failed action that a limit refused (a full queue): the engine records it like
+    any failure but logs such refusals once per source and interval, not per message."""
 
 
 @contextmanager

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple, Self
 
 from emulator.actions.base import (
+    ACTION_SOURCE,
     ActionError,
     ActionTargets,
+    ActionThrottled,
     Field,
     QueuedAction,
     Reference,
@@ -67,12 +69,17 @@ class LambdaAction(QueuedAction):
         with service_errors(self.failed_name, function):
             if targets.functions is None:
                 raise ActionError(self.failed_name, function, "no Lambda service is running")
-            result = await targets.functions.invoke(
-                function, payload_bytes(request.payload), "Event"
-            )
+            payload = payload_bytes(request.payload)
+            source = ACTION_SOURCE.get()  # the function queues it with this source's events
+            if source is None:
+                result = await targets.functions.invoke(function, payload, "Event")
+            else:
+                result = await targets.functions.invoke(function, payload, "Event", source)
             status = getattr(result, "status_code", 202)
             if status >= 300:
                 error = getattr(result, "error", "") or getattr(result, "payload", b"")
-                raise ActionError(
+                # 429: this source's share of the function's event queue is full
+                failure = ActionThrottled if status == 429 else ActionError
+                raise failure(
                     self.failed_name, function, f"Lambda invoke failed ({status}): {error!r}"
                 )

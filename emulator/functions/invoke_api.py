@@ -4,6 +4,8 @@
 Parsing and serializing only: ``FunctionService`` (service.py) is the model. Its answers
 with an AWS error status (404 unknown function, 429 event queue full) become Lambda's
 errors with their codes, so boto3 raises the same ``ClientError`` as against AWS.
+Asynchronous invocations are queued per caller (``caller``): one caller's flood fills its
+own share of the function's queue, not another's.
 """
 
 from __future__ import annotations
@@ -93,11 +95,26 @@ def raise_for_status(result: InvokeResult) -> None:
     raise error(message)
 
 
+def caller(headers: Mapping[str, str], remote: str | None) -> tuple[str, str]:
+    """Whom an Invoke is made for, as the function's event queue keys it: the access key of
+    its SigV4 ``Authorization`` (``Credential=<key>/<date>/...``), else the peer address."""
+    authorization = headers.get("Authorization", "")
+    _, found, rest = authorization.partition("Credential=")
+    if found:
+        return ("invoke", rest.split("/", 1)[0].strip())
+    return ("invoke-from", remote or "")
+
+
 def add_routes(app: web.Application, functions: FunctionService) -> None:
     async def invoke(request: web.Request) -> web.Response:
         kind = parse_invocation_type(request.headers)
         payload = await read_body(request, RequestTooLarge)
-        result = await functions.invoke(request.match_info["name"], payload or b"{}", kind)
+        result = await functions.invoke(
+            request.match_info["name"],
+            payload or b"{}",
+            kind,
+            caller(request.headers, request.remote),
+        )
         raise_for_status(result)
         return web.Response(
             status=result.status_code,

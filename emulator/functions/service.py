@@ -1,26 +1,46 @@
 """The Lambda service: one pool of warm workers per function, synchronous and asynchronous
-invocation, and hot reload when a function's code changes on disk."""
+invocation, and hot reload when a function's code changes on disk.
+
+Theory of operation
+-------------------
+A function's pool runs at most ``concurrency`` workers (execution environments) at once,
+as AWS runs up to the function's concurrency; a warm idle worker is reused, another is
+started while the bound allows, and past it an invocation waits for a worker.
+
+An asynchronous invocation (``Event``) is queued on its function, in a ``FairQueue``
+(fairqueue.py) keyed by its source: the client whose message the rule action carried, the
+Invoke API's caller, or the emulator itself. Each source has its own bounded share of the
+queue (``event_queue_per_client``; past it: 429 ``TooManyRequestsException``) and the
+queue is served source by source, so one client's flood delays another client's
+invocation by at most one invocation per waiting source. Events are taken by up to
+``concurrency`` runner tasks per function, started when events arrive and ended when the
+queue is empty: a slow invocation holds one runner and one worker, never the others. A
+failed event is retried after ``EVENT_RETRY_DELAYS`` by a timer that queues it again, so
+waiting for a retry holds no runner.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from emulator.arns import function_name_of
 from emulator.config import Config
+from emulator.fairqueue import FairQueue
 from emulator.functions.workers import InvokeResult, Worker, error_body
 from emulator.project.model import FunctionSpec
 from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-MAX_WORKERS = 4  # per function: more than one when invocations pile up
-EVENT_QUEUE = 10_000
-EVENT_DISPATCHERS = 8
+CONCURRENCY = 10  # workers per function at most (Config.lambda_concurrency)
+EVENT_QUEUE = 10_000  # asynchronous invocations waiting per function, all sources together
+EVENTS_PER_SOURCE = 1_000  # of which one source may have (Config.event_queue_per_client)
+EMULATOR_SOURCE = ("emulator", "")  # the source of invocations made for no one in particular
 # AWS retries a failed asynchronous invocation twice, after about 1 and 2 minutes;
 # locally the delays are 1 s and 2 s (docs/differences.md).
 EVENT_RETRY_DELAYS = (1.0, 2.0)
@@ -35,11 +55,27 @@ def code_stamp(path: Path) -> float:
     return latest
 
 
+class _Event(NamedTuple):
+    """An asynchronous invocation waiting in its function's queue."""
+
+    payload: bytes
+    attempt: int  # 0 the first time; retries count up to len(EVENT_RETRY_DELAYS)
+
+
 class FunctionPool:
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], arn: str) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        arn: str,
+        concurrency: int = CONCURRENCY,
+        events_per_source: int = EVENTS_PER_SOURCE,
+        events_total: int = EVENT_QUEUE,
+    ) -> None:
         self.spec = spec
         self.env = env
         self.arn = arn
+        self.concurrency = max(1, concurrency)
         self.generation = 0
         self.idle: list[Worker] = []
         self.all: set[Worker] = set()
@@ -47,6 +83,73 @@ class FunctionPool:
         self.invocations = 0
         self.errors = 0
         self.reloaded = asyncio.Event()
+        self.events: FairQueue[Hashable, _Event] = FairQueue(
+            max(1, events_per_source), max(1, events_total, events_per_source)
+        )
+        self.events_refused = 0
+        self._runners: set[asyncio.Task[None]] = set()
+        self._retries: set[asyncio.TimerHandle] = set()
+
+    # -- asynchronous invocations (module docstring) ----------------------------------
+    def enqueue(self, source: Hashable, payload: bytes) -> bool:
+        """Queue an asynchronous invocation for ``source``; False if its share is full."""
+        if not self.events.put(source, _Event(payload, 0)):
+            self.events_refused += 1
+            return False
+        self._start_runner()
+        return True
+
+    def _start_runner(self) -> None:
+        if len(self._runners) < self.concurrency and self.events:
+            runner = asyncio.get_running_loop().create_task(
+                self._run_events(), name=f"lambda-events-{self.spec.name}"
+            )
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
+
+    async def _run_events(self) -> None:
+        """Invoke queued events, sources in turn, until the queue is empty."""
+        events = self.events
+        while events:
+            source, event = events.get()
+            try:
+                result = await self.invoke(event.payload)
+            except Exception:
+                log.exception(
+                    "function %s: asynchronous invocation failed to start", self.spec.name
+                )
+                result = None
+            if result is not None and not result.function_error:
+                continue
+            if event.attempt < len(EVENT_RETRY_DELAYS):
+                delay = EVENT_RETRY_DELAYS[event.attempt]
+                log.warning(
+                    "function %s: asynchronous invocation %s failed; retrying in %.0f s",
+                    self.spec.name,
+                    result.request_id if result is not None else "-",
+                    delay,
+                )
+                self._retry_later(delay, source, _Event(event.payload, event.attempt + 1))
+
+    def _retry_later(self, delay: float, source: Hashable, event: _Event) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def retry() -> None:
+            self._retries.discard(handle)
+            if self.events.put(source, event):
+                self._start_runner()
+            else:
+                log.warning(
+                    "function %s: a retry of an asynchronous invocation dropped: "
+                    "its source's share of the event queue is full",
+                    self.spec.name,
+                )
+
+        handle = loop.call_later(delay, retry)
+        self._retries.add(handle)
+
+    # -- any invocation -----------------------------------------------------------------
 
     async def invoke(self, payload: bytes) -> InvokeResult:
         worker = await self._acquire()
@@ -68,7 +171,7 @@ class FunctionPool:
                         worker.busy = True
                         return worker
                     await self._retire(worker)
-                if len(self.all) < MAX_WORKERS:
+                if len(self.all) < self.concurrency:
                     worker = Worker(self.spec, self.env, self.generation)
                     self.all.add(worker)
                     worker.busy = True
@@ -106,6 +209,17 @@ class FunctionPool:
         self.reloaded.clear()
 
     async def stop(self) -> None:
+        for handle in self._retries:
+            handle.cancel()
+        self._retries.clear()
+        dropped = self.events.clear()
+        if dropped:
+            log.info(
+                "function %s: %d queued asynchronous invocations dropped",
+                self.spec.name,
+                len(dropped),
+            )
+        await cancel_and_wait(*self._runners)
         for worker in list(self.all):
             await worker.kill()
         self.all.clear()
@@ -114,8 +228,11 @@ class FunctionPool:
     def health(self) -> dict[str, Any]:
         return {
             "workers": len(self.all),
+            "concurrency": self.concurrency,
             "invocations": self.invocations,
             "errors": self.errors,
+            "events_waiting": len(self.events),
+            "events_refused": self.events_refused,
             "pids": sorted(w.pid for w in self.all if w.pid),
         }
 
@@ -137,7 +254,6 @@ class FunctionService:
         # the emulator's APIs require SigV4, so the workers get a key it accepts.
         self.worker_credentials = worker_credentials
         self.pools: dict[str, FunctionPool] = {}
-        self._events: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._stamps: dict[str, float] = {}
 
@@ -187,8 +303,7 @@ class FunctionService:
 
     async def start(self, functions: tuple[FunctionSpec, ...]) -> None:
         await self.update(functions)
-        self._tasks = [asyncio.create_task(self._dispatch()) for _ in range(EVENT_DISPATCHERS)]
-        self._tasks.append(asyncio.create_task(self._watch_code()))
+        self._tasks = [asyncio.create_task(self._watch_code())]
 
     async def update(self, functions: tuple[FunctionSpec, ...]) -> None:
         wanted = {f.name: f for f in functions}
@@ -200,7 +315,14 @@ class FunctionService:
             if pool is None or pool.spec != spec:
                 if pool is not None:
                     await pool.stop()
-                self.pools[name] = FunctionPool(spec, {}, self.arn(name))
+                config = self.config
+                self.pools[name] = FunctionPool(
+                    spec,
+                    {},
+                    self.arn(name),
+                    config.lambda_concurrency,
+                    config.event_queue_per_client,
+                )
                 self._stamps[name] = await asyncio.to_thread(code_stamp, spec.code_path)
 
     def _pool(self, name_or_arn: str) -> FunctionPool | None:
@@ -210,8 +332,13 @@ class FunctionService:
         return pool
 
     async def invoke(
-        self, name_or_arn: str, payload: bytes, invocation_type: str = "RequestResponse"
+        self,
+        name_or_arn: str,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        source: Hashable | None = None,
     ) -> InvokeResult:
+        """Invoke a function; an ``Event`` is queued under ``source`` (module docstring)."""
         pool = self._pool(name_or_arn)
         if pool is None:
             body = error_body(
@@ -222,37 +349,18 @@ class FunctionService:
         if invocation_type == "DryRun":
             return InvokeResult(204, b"", None, "")
         if invocation_type == "Event":
-            try:
-                self._events.put_nowait((pool.spec.name, payload))
-            except asyncio.QueueFull:
-                return InvokeResult(
-                    429, error_body("event queue is full", "TooManyRequestsException"), None, ""
-                )
+            key = EMULATOR_SOURCE if source is None else source
+            if not pool.enqueue(key, payload):
+                events = pool.events
+                if events.waiting(key) >= events.per_key:
+                    why = f"{events.per_key} from this source are already waiting"
+                else:
+                    why = f"the queue is full ({len(events)} waiting)"
+                message = f"Rate Exceeded: asynchronous invocations of {pool.spec.name}: {why}"
+                body = error_body(message, "TooManyRequestsException")
+                return InvokeResult(429, body, None, "")
             return InvokeResult(202, b"", None, "")
         return await pool.invoke(payload)
-
-    async def _dispatch(self) -> None:
-        while True:
-            name, payload = await self._events.get()
-            pool = self._pool(name)
-            if pool is None:
-                continue
-            for attempt, delay in enumerate((0.0, *EVENT_RETRY_DELAYS)):
-                if delay:
-                    await asyncio.sleep(delay)
-                try:
-                    result = await pool.invoke(payload)
-                except Exception:
-                    log.exception("function %s: asynchronous invocation failed to start", name)
-                    continue
-                if not result.function_error:
-                    break
-                if attempt < len(EVENT_RETRY_DELAYS):
-                    log.warning(
-                        "function %s: asynchronous invocation %s failed; retrying",
-                        name,
-                        result.request_id,
-                    )
 
     async def _watch_code(self) -> None:
         while True:

@@ -15,13 +15,18 @@ the hop count (past ``max_hops`` the rule loop is cut), and the message goes bac
 broker on the next loop turn: a new message, as on AWS, never one handled inside the
 handling of another; one callback per turn carries all of that turn's messages, in order.
 The other actions are rendered to a request at once (so templates see the message as it
-was) and go to one bounded queue drained by a fixed pool of workers; a full queue fails
-the action. All failures of one rule for one message make one error-action
+was) and go to a fair queue (workqueue.py) drained by a fixed pool of workers: each source
+client has its own bounded FIFO (``per_client``; messages the emulator made itself, such as
+republished ones and lifecycle events, are queued under their rule's name), the workers
+serve the sources in turn, and the whole is bounded too. A source at its bound, or a full
+queue, fails the action (logged once per source and interval): a flooding client loses its
+own actions and delays another client's by at most one action per waiting source. All failures of one rule for one message make one error-action
 message (rule-error-handling.md), sent when the rule's last action has finished; the error
 action's own failure, or its being dropped, is only logged (AWS does not chain them).
 
 A rule that calls ``get_dynamodb()`` or ``aws_lambda()`` is evaluated on the engine's own
-bounded thread pool instead (rules/external.py); its actions then run on the loop.
+bounded thread pool instead (rules/external.py), fed from a fair queue of its own in the
+same way; its actions then run on the loop.
 """
 
 from __future__ import annotations
@@ -29,12 +34,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from emulator.actions.base import Action, ActionError, ActionTargets
+from emulator.actions.base import (
+    ACTION_SOURCE,
+    Action,
+    ActionError,
+    ActionTargets,
+    ActionThrottled,
+)
+from emulator.fairqueue import FairQueue
 from emulator.limits import PublishCheck
 from emulator.messages import InboundMessage
 from emulator.project.model import CompiledRule, Project, RuleSpec
@@ -46,14 +59,19 @@ from emulator.sql.statement import NO_MATCH
 from emulator.sql.values import parse_document
 from emulator.tasks import cancel_and_wait
 from emulator.topics import TopicTrie
+from emulator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 Json = Any
-QUEUE_SIZE = 10_000
+QUEUE_SIZE = 10_000  # actions waiting, all sources together
+PER_CLIENT = 1_000  # actions waiting per source (Config.action_queue_per_client)
 WORKERS = 8
 EXTERNAL_THREADS = 8  # rules calling get_dynamodb()/aws_lambda() evaluated at once
 EXTERNAL_PENDING = 1_000  # evaluations waiting for a thread before messages fail
+EXTERNAL_PER_CLIENT = 100  # of which one source may have
+LIMIT_LOG_INTERVAL = 10.0  # seconds between log lines about one source's refused work
+LIMIT_LOG_SOURCES = 10_000  # sources whose last such line is remembered
 CANDIDATES_KEPT = 4096  # topics whose matching rules ``handle`` remembers (as the trie does)
 _new = object.__new__
 
@@ -77,6 +95,7 @@ class _Entry:
         "only_immediate",
         "error_action",
         "counters",
+        "source",
     )
 
     def __init__(self, spec: RuleSpec, compiled: CompiledRule, counters: RuleCounters) -> None:
@@ -91,6 +110,9 @@ class _Entry:
         self.only_immediate = only if only is not None and only.immediate else None
         self.error_action = compiled.error_action
         self.counters = counters
+        # The fair queues' key for a message without a client (republished, lifecycle
+        # event, data-plane publish): a tuple, so no client ID can be equal to it.
+        self.source: tuple[str, str] = ("rule", spec.name)
 
 
 class _Run:
@@ -122,6 +144,7 @@ class RulesEngine:
         contexts: MessageContexts | None = None,
         queue_size: int = QUEUE_SIZE,
         workers: int = WORKERS,
+        per_client: int = PER_CLIENT,
     ) -> None:
         self.targets = targets
         self.max_hops = max_hops
@@ -141,12 +164,23 @@ class RulesEngine:
         self._known_candidates = self._candidates.get
         self.counters: dict[str, RuleCounters] = {}
         self.project = Project()
-        self._queue: asyncio.Queue[tuple[_Run, Action[Any], Any]] = asyncio.Queue(queue_size)
+        # Per source, bounded, served in turn (module docstring); a source never takes
+        # the whole: past ``per_client`` it is refused while others still get in.
+        self._queue: WorkQueue[Hashable, tuple[_Run, Action[Any], Any]] = WorkQueue(
+            max(1, per_client), max(1, queue_size)
+        )
+        self._admit = self._queue.put  # bound once: _act's one call per queued action
         self._worker_count = workers
         self._workers: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._external: ThreadPoolExecutor | None = None
         self._external_pending = 0  # statements evaluating or waiting in the thread pool
+        self._external_running = 0  # of which submitted to the pool
+        self._external_queue: FairQueue[Hashable, Callable[[], None]] = FairQueue(
+            EXTERNAL_PER_CLIENT, EXTERNAL_PENDING
+        )
+        # source -> [monotonic time of its last refusal line, refusals not logged since]
+        self._limit_logged: dict[Hashable, list[float]] = {}
         self._external_idle = asyncio.Event()
         self._external_idle.set()
 
@@ -162,6 +196,7 @@ class RulesEngine:
     async def stop(self) -> None:
         workers, self._workers = self._workers, []
         await cancel_and_wait(*workers)
+        self._external_queue.clear()
         if self._external is not None:
             # Threads blocked on a service call end with it (rules/external.py's timeout).
             self._external.shutdown(wait=False, cancel_futures=True)
@@ -281,16 +316,9 @@ class RulesEngine:
                 self._record_failure(run, action.failed_name, action.type_name, str(exc))
                 continue
             run.pending += 1
-            try:
-                self._queue.put_nowait((run, action, request))
-            except asyncio.QueueFull:
+            if not self._admit(msg.client_id or entry.source, (run, action, request)):
                 run.pending -= 1
-                self._record_failure(
-                    run,
-                    action.failed_name,
-                    action.type_name,
-                    "the rules engine's action queue is full",
-                )
+                self._refused(run, action)
         if run is not None and run.pending == 0:
             self._finish(run)
 
@@ -320,13 +348,59 @@ class RulesEngine:
         for message in batch:
             publish(message)
 
+    def _refused(self, run: _Run, action: Action[Any]) -> None:
+        """An action the queue did not admit: its source is at its bound, or all are."""
+        source = run.msg.client_id or run.entry.source
+        if self._queue.queue.waiting(source) >= self._queue.queue.per_key:
+            problem = "the rules engine's action queue is full for this client"
+        else:
+            problem = "the rules engine's action queue is full"
+        self._record_failure(run, action.failed_name, action.type_name, problem, logged=False)
+        self._log_limit(run.entry.name, source, f"{action.failed_name} refused: {problem}")
+
+    def _log_limit(self, rule: str, source: Hashable, what: str) -> None:
+        """One line per source and ``LIMIT_LOG_INTERVAL`` about its refused work."""
+        more = self._limit_unlogged(source)
+        if more is not None:
+            log.warning(
+                "rule %s: %s (source %r; %d more refused since the last line, "
+                "logged at most every %.0f s)",
+                rule,
+                what,
+                source,
+                more,
+                LIMIT_LOG_INTERVAL,
+            )
+
+    def _limit_unlogged(self, source: Hashable) -> int | None:
+        """None if ``source`` had a refusal logged in the last ``LIMIT_LOG_INTERVAL``
+        (this one is counted instead); else how many went unlogged since its last line."""
+        now = time.monotonic()
+        seen = self._limit_logged.get(source)
+        if seen is not None and now - seen[0] < LIMIT_LOG_INTERVAL:
+            seen[1] += 1
+            return None
+        if seen is None and len(self._limit_logged) >= LIMIT_LOG_SOURCES:
+            self._limit_logged.clear()
+        self._limit_logged[source] = [now, 0]
+        return 0 if seen is None else int(seen[1])
+
     async def _worker(self) -> None:
+        source = ACTION_SOURCE.set  # this task's own context: set before each action
         while True:
             run, action, request = await self._queue.get()
             try:
+                source(run.msg.client_id or run.entry.source)
                 await action.execute(request, self.targets)
                 if not run.is_error_action:  # counters are the rule's own actions
                     run.entry.counters.actions_ok += 1
+            except ActionThrottled as exc:  # a limit of the target: logged per interval
+                self._record_failure(run, exc.action, exc.resource, exc.message, logged=False)
+                self._log_limit(
+                    run.entry.name,
+                    run.msg.client_id or run.entry.source,
+                    f"{exc.action} on {exc.resource} refused: {exc.message}",
+                )
             except ActionError as exc:
                 self._record_failure(run, exc.action, exc.resource, exc.message)
             except Exception as exc:  # never let one action kill a worker
@@ -345,18 +419,7 @@ class RulesEngine:
         loop, pool = self._loop, self._external
         if loop is None or pool is None:
             return
-        if self._external_pending >= EXTERNAL_PENDING:
-            entry.counters.errors += 1
-            log.warning(
-                "rule %s dropped a message on %s: %d external calls already waiting",
-                entry.name,
-                msg.topic,
-                self._external_pending,
-            )
-            return
         own = replace(ctx, external=LoopExternalCalls(loop, self.targets))
-        self._external_pending += 1
-        self._external_idle.clear()
 
         def evaluate() -> None:
             try:
@@ -370,7 +433,28 @@ class RulesEngine:
                 return
             loop.call_soon_threadsafe(self._external_done, entry, own, msg, output)
 
-        pool.submit(evaluate)
+        source = msg.client_id or entry.source
+        if not self._external_queue.put(source, evaluate):
+            entry.counters.errors += 1
+            self._log_limit(
+                entry.name,
+                source,
+                f"a message on {msg.topic} dropped: "
+                f"{self._external_queue.waiting(source)} of this source's and "
+                f"{len(self._external_queue)} in all of the external calls already waiting",
+            )
+            return
+        self._external_pending += 1
+        self._external_idle.clear()
+        self._external_pump()
+
+    def _external_pump(self) -> None:
+        """Hand waiting evaluations to free threads, sources in turn (fairqueue.py)."""
+        pool, queue = self._external, self._external_queue
+        while pool is not None and queue and self._external_running < EXTERNAL_THREADS:
+            _, evaluate = queue.get()
+            self._external_running += 1
+            pool.submit(evaluate)
 
     def _external_done(
         self, entry: _Entry, ctx: MessageContext, msg: InboundMessage, output: Json
@@ -389,15 +473,20 @@ class RulesEngine:
 
     def _external_settled(self) -> None:
         self._external_pending -= 1
+        self._external_running -= 1
+        self._external_pump()
         if self._external_pending == 0:
             self._external_idle.set()
 
     # -- failures --------------------------------------------------------------------
-    def _record_failure(self, run: _Run, action: str, resource: str, message: str) -> None:
+    def _record_failure(
+        self, run: _Run, action: str, resource: str, message: str, logged: bool = True
+    ) -> None:
         run.entry.counters.actions_failed += 1
-        log.warning(
-            "rule %s: %s on %s failed: %s", run.entry.name, action, resource or "-", message
-        )
+        if logged:
+            log.warning(
+                "rule %s: %s on %s failed: %s", run.entry.name, action, resource or "-", message
+            )
         run.failures.append(
             {"failedAction": action, "failedResource": resource, "errorMessage": message}
         )
@@ -429,15 +518,16 @@ class RulesEngine:
             log.warning("rule %s: error action could not be rendered: %s", run.entry.name, exc)
             return
         sink.pending = 1
-        try:
-            self._queue.put_nowait((sink, action, request))
-        except asyncio.QueueFull:
-            log.warning(
-                "rule %s: error action %s dropped: the action queue is full (%d failed actions)",
-                run.entry.name,
-                action.failed_name,
-                len(run.failures),
-            )
+        source = msg.client_id or run.entry.source
+        if not self._admit(source, (sink, action, request)):
+            if self._limit_unlogged(source) is not None:
+                log.warning(
+                    "rule %s: error action %s dropped: the action queue is full "
+                    "(%d failed actions)",
+                    run.entry.name,
+                    action.failed_name,
+                    len(run.failures),
+                )
 
     async def wait_idle(self) -> None:
         """Until every queued action has run (tests wait on this, not on time)."""

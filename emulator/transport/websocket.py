@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from emulator.broker.link import Link
+from emulator.broker.protocol import MAX_PACKET
 from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,26 @@ class WebSocketLink:
         await cancel_and_wait(self._sender)
 
 
+# The largest WebSocket message read: the largest MQTT packet with its fixed header (type
+# byte and up to 4 length bytes). aiohttp refuses a data frame whose declared length reaches
+# max_msg_size before buffering its payload, closing with 1009 (message too big), so a
+# client cannot make the emulator hold more than this per message.
+MAX_WS_MESSAGE = MAX_PACKET + 5
+
+
 class WebSocketEndpoint:
+    """``GET /mqtt``: the upgrade, then the link into the broker. The HTTP guard
+    (http_guard.py) has checked Origin, Host and, with credentials, SigV4 by then."""
+
     def __init__(self, serve_link: ServeLink, authenticate: Authenticate | None = None) -> None:
         self.serve_link = serve_link
         self.authenticate = authenticate
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         principal = self.authenticate(request) if self.authenticate else None
-        ws = web.WebSocketResponse(protocols=("mqtt",), max_msg_size=0, autoping=True)
+        ws = web.WebSocketResponse(
+            protocols=("mqtt",), max_msg_size=MAX_WS_MESSAGE + 1, autoping=True
+        )
         await ws.prepare(request)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         ip, port = (str(peer[0]), int(peer[1])) if peer else ("", 0)
