@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emulator.config import Config, ConfigError, load_config
+from emulator.logformat import SafeFormatter
 
 log = logging.getLogger("emulator")
 
@@ -104,11 +105,10 @@ async def _serve(config: Config) -> int:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # Client IDs and topics in messages are escaped: a client cannot forge a log line.
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     # amqtt logs every connection at INFO; our broker logs the lines that matter.
     logging.getLogger("amqtt").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     logging.getLogger("transitions").setLevel(logging.WARNING)
