@@ -75,7 +75,8 @@ async def measure(
     path: str, profile: bool = False, rounds: int = ROUNDS, messages: int = MESSAGES
 ) -> float:
     """Best microseconds per message over ``rounds`` runs of ``messages``."""
-    broker = IoTBroker(Config())
+    # The quotas are checked (their cost is measured) but not hit: one publisher sends it all.
+    broker = IoTBroker(Config(publish_rate=10**9, throughput_kib=10**9))
     engine = RulesEngine(ActionTargets(publish=broker.publish))
     await engine.start()
     engine.load(load_project([RULES / "chat"]))

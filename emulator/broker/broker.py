@@ -6,8 +6,12 @@ Theory of operation
 subscription trie, retained messages), one ``MqttProtocol`` per connection and the
 ``PublishCheck`` they share. Transports (``emulator/transport/``) hand it each client's
 ``Link`` through ``serve_link``, which runs a ``Connection`` driver to the end. The broker
-owns what needs the event loop: the connection tasks, and one ``loop.call_later`` timer per
-offline persistent session (AWS: it expires ``session_expiry`` after the disconnect).
+owns what needs the event loop: the connection tasks, one ``loop.call_later`` timer per
+offline persistent session (AWS: it expires ``session_expiry`` after the disconnect), and
+one per reconnected session with stored messages, which sends them at AWS's resend rate
+(``BrokerState.resend_next``, every 1/``stored_resend_rate`` s; stopped while the client's
+in-flight window is full, restarted by its PUBACK). The quotas (``BrokerQuotas``) are
+built once from the config and read by the pure parts.
 
 ``publish()`` is the one entry point for every message (client PUBLISH, lifecycle event,
 Last Will, data-plane publish, a rule's republish), and it is synchronous: the retained
@@ -30,6 +34,7 @@ from emulator.broker.auth import Authorizer
 from emulator.broker.connection import Connection
 from emulator.broker.link import Link
 from emulator.broker.protocol import MqttProtocol
+from emulator.broker.quotas import BrokerQuotas
 from emulator.broker.sessions import Session
 from emulator.broker.state import BrokerState, RetainedMessage
 from emulator.clock import now_ms
@@ -60,7 +65,8 @@ class IoTBroker:
     ) -> None:
         self.settings = config
         self.on_message = on_message
-        self.state = BrokerState(authorizer)
+        self.quotas = BrokerQuotas.from_config(config)
+        self.state = BrokerState(authorizer, self.quotas)
         # Bound once: publish() runs for every message, twice for a republished one.
         self._match = self.state.subscriptions.match
         self._deliver = self.state.deliver
@@ -188,6 +194,26 @@ class IoTBroker:
             for listener in self.expiry_listeners:
                 listener(client_id)
 
+    # -- stored messages after a reconnect ----------------------------------------------
+    def start_resend(self, session: Session, owner: MqttProtocol) -> None:
+        """AWS: stored messages go out at 10 per second after a reconnect. One timer per
+        session, the first message at once."""
+        if not self._stopped:
+            asyncio.get_running_loop().call_soon(self._resend, session, owner)
+
+    def _resend(self, session: Session, owner: MqttProtocol) -> None:
+        if self._stopped or session.owner is not owner:
+            return  # the connection ended or was taken over: its successor resends
+        try:
+            more = self.state.resend_next(session)
+        except Exception:
+            log.exception("resending the stored messages of %r failed", session.client_id)
+            return
+        if more:
+            asyncio.get_running_loop().call_later(
+                1 / self.quotas.stored_resend_rate, self._resend, session, owner
+            )
+
     # -- delivery ----------------------------------------------------------------------
     def publish(self, message: InboundMessage) -> None:
         """Deliver to subscribers, keep it if retained, then hand it to the rules engine."""
@@ -196,7 +222,7 @@ class IoTBroker:
             self.state.retain(message, now_ms())
         matches = self._match(topic)
         if matches:
-            self._deliver(topic, message.payload, message.qos, matches)
+            self._deliver(topic, message.payload, message.qos, matches, message.timestamp_ms or 0)
         on_message = self.on_message
         if on_message is not None:
             try:

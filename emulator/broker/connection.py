@@ -3,7 +3,9 @@
 All decisions are in ``protocol.py`` (pure); this loop only does the I/O: waits for bytes
 until the protocol's ``deadline`` (CONNECT in time, then 1.5 x keep-alive), passes them
 in with the time, and applies the outputs in order: writes to the link, publishes through
-the broker, closes a taken-over connection's link, starts a session's expiry timer. When
+the broker, closes a taken-over connection's link, starts a session's expiry timer or its
+resend timer. Over the read-throughput quota the protocol sets ``resume_at``: the driver
+waits until then before it reads again (the client's bytes wait in the kernel). When
 the protocol is no longer open (or the stream ends, or the task is cancelled) the link is
 closed and ``end()``'s outputs are applied: Last Will, ``disconnected`` event.
 """
@@ -14,7 +16,8 @@ import asyncio
 from typing import Protocol
 
 from emulator.broker.link import Link
-from emulator.broker.protocol import CloseLink, MqttProtocol, Output, StartExpiry
+from emulator.broker.protocol import CloseLink, MqttProtocol, Output, StartExpiry, StartResend
+from emulator.broker.sessions import Session
 from emulator.clock import now_ms
 from emulator.messages import InboundMessage
 
@@ -25,6 +28,8 @@ class Hub(Protocol):
     def publish(self, message: InboundMessage) -> None: ...
 
     def start_expiry(self, client_id: str, absences: int) -> None: ...
+
+    def start_resend(self, session: Session, owner: MqttProtocol) -> None: ...
 
 
 class Connection:
@@ -54,6 +59,9 @@ class Connection:
                 self.apply(protocol.receive(data, now_ms()))
                 while protocol.pending:
                     self.apply(protocol.receive(b"", now_ms()))
+                if protocol.resume_at and protocol.open:
+                    # Over the throughput quota: read again once it is paid for.
+                    await asyncio.sleep(max(protocol.resume_at - now_ms(), 0) / 1000)
         except (ConnectionError, OSError):
             protocol.connection_lost()
         finally:
@@ -73,3 +81,5 @@ class Connection:
                 item.link.close()
             elif isinstance(item, StartExpiry):
                 self.hub.start_expiry(item.client_id, item.absences)
+            elif isinstance(item, StartResend):
+                self.hub.start_resend(item.session, item.owner)

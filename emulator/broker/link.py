@@ -23,6 +23,10 @@ class Outlet(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Close at once, discarding what is not sent yet (a client that does not read)."""
+        ...
+
 
 class Link(Outlet, Protocol):
     """One client connection's bytes, in both directions, and who is at the other end."""

@@ -10,7 +10,9 @@ happen, and never does I/O itself. Its driver (``connection.py``) reads the link
 - ``InboundMessage``: publish through the broker (an accepted PUBLISH, a lifecycle event, the
   Last Will);
 - ``CloseLink``: close the link of the connection this one took the client ID from;
-- ``StartExpiry``: a persistent session went offline; start its expiry timer.
+- ``StartExpiry``: a persistent session went offline; start its expiry timer;
+- ``StartResend``: the session has stored messages to send at the resend rate; start (or
+  restart) the timer that calls ``BrokerState.resend_next``.
 
 The state is explicit (``ConnState``) and ``ACCEPTED`` lists the packets a client may send in
 each state; any other packet ends the connection with ``CLIENT_ERROR``. Once the state is
@@ -25,6 +27,18 @@ UNSUBSCRIBE sees the effect of the messages published before it in the same read
 retained message, a delivery to the old subscriptions), ``receive`` stops in front of it
 when outputs are waiting, and ``pending`` tells the driver to call ``receive(b"", now)``
 again after applying them.
+
+AWS IoT's per-connection quotas (``quotas.py``, from the broker's ``BrokerQuotas``) are
+enforced here with the time passed in: PUBLISHes over ``publish_rate`` are dropped (a token
+bucket refilled once per read, two integer operations per PUBLISH); bytes over
+``throughput_bytes`` per second set ``resume_at``, when the driver may read again (nothing
+is dropped, reading pauses); more than ``max_filters_per_subscribe`` filters in one
+SUBSCRIBE close the connection; subscriptions past ``max_subscriptions`` get SUBACK 0x80;
+the keep-alive is clamped; a CONNECT within ``connect_interval_ms`` of the client ID's
+previous one is refused. Each limit hit is logged once per interval with a count.
+
+Client-controlled strings (client ID, topics) are logged with ``repr`` so that a newline in
+them cannot forge a log line.
 
 Time comes in as ``now`` (ms since the epoch); identifiers from ``new_uuid``.
 """
@@ -65,6 +79,7 @@ from emulator.broker.codec import (
 )
 from emulator.broker.lifecycle import DisconnectReason
 from emulator.broker.link import Link, Outlet
+from emulator.broker.quotas import COST, LimitLog, TokenBucket
 from emulator.broker.sessions import Session
 from emulator.broker.state import BrokerState
 from emulator.limits import MAX_CLIENT_ID, MAX_PAYLOAD, PublishCheck, Refusal
@@ -131,7 +146,16 @@ class StartExpiry:
     absences: int
 
 
-Output = bytes | InboundMessage | CloseLink | StartExpiry
+@dataclass(frozen=True, slots=True)
+class StartResend:
+    """Send the session's stored messages at the resend rate (``BrokerState.resend_next``),
+    for as long as ``owner`` has the session."""
+
+    session: Session
+    owner: MqttProtocol
+
+
+Output = bytes | InboundMessage | CloseLink | StartExpiry | StartResend
 
 
 class MqttProtocol:
@@ -158,6 +182,13 @@ class MqttProtocol:
         self.will: Will | None = None
         self._broker = broker
         self._check = check
+        quotas = broker.quotas
+        self._quotas = quotas
+        self._publishes = TokenBucket(quotas.publish_rate, now)
+        self._bytes = TokenBucket(quotas.throughput_bytes, now)
+        self._throttled = LimitLog()
+        # When (ms) the driver may read again: over the throughput quota; 0: at once.
+        self.resume_at = 0
         self._link = link
         self._new_uuid = new_uuid
         self._keepalive_factor = keepalive_factor
@@ -191,6 +222,12 @@ class MqttProtocol:
         out: list[Output] = []
         if not self.open:
             return out  # e.g. taken over: what the old connection still sends is ignored
+        if data:
+            # AWS: 512 KiB/s per connection; what is over delays the next read.
+            delay = self._bytes.charge(now, len(data))
+            self.resume_at = now + delay if delay else 0
+        publishes = self._publishes
+        publishes.refill(now)
         try:
             frames = self._frames.feed(data) if data else []
             if self._pending:
@@ -200,8 +237,13 @@ class MqttProtocol:
             for frame in frames:
                 kind = frame[0]
                 if kind == PUBLISH and self.state is connected:
-                    if not self._publish(frame, now, out):
-                        break
+                    # AWS: 100 publishes per second per connection; the excess is dropped.
+                    if publishes.tokens >= COST:
+                        publishes.tokens -= COST
+                        if not self._publish(frame, now, out):
+                            break
+                    else:
+                        self._publish_throttled(now)
                     continue
                 if (kind == SUBSCRIBE or kind == UNSUBSCRIBE) and out:
                     # Let the driver publish what came before (module docstring).
@@ -241,6 +283,13 @@ class MqttProtocol:
         if self.open:
             self.state = ConnState.CLOSING
             self.close_reason = DisconnectReason.DUPLICATE_CLIENTID
+
+    def overflowed(self, buffered: int) -> None:
+        """The broker stopped writing to this client: it did not read what it was sent
+        (``client_buffer_bytes``; the broker logged it and aborts the link)."""
+        if self.open:
+            self.state = ConnState.CLOSING
+            self.close_reason = DisconnectReason.THROTTLED
 
     def end(self, now: int) -> list[Output]:
         """The connection is over (the driver has closed the link): the Last Will, the
@@ -299,8 +348,10 @@ class MqttProtocol:
                 )
             return False
         if kind == PUBACK:
-            assert self.session is not None
-            self._broker.acknowledged(self.session, decode_packet_id(frame))
+            session = self.session
+            assert session is not None
+            if self._broker.acknowledged(session, decode_packet_id(frame)):
+                out.append(StartResend(session, self))
         elif kind == PINGREQ:
             out.append(PINGRESP_BYTES)
         elif kind == SUBSCRIBE:
@@ -339,14 +390,19 @@ class MqttProtocol:
                 f"client ID is {len(client_id.encode())} bytes, over the limit of {MAX_CLIENT_ID}"
             )
             return
+        broker = self._broker
         link = self._link
         principal = link.principal or packet.username or "anonymous"
         identity = ClientIdentity(client_id, principal, link.peer_ip, packet.username)
-        broker = self._broker
         if not broker.authorize(identity, "iot:Connect", client_id).allowed:
             out.append(encode_connack(False, CONNACK_NOT_AUTHORIZED_AWS))
             self._refuse(f"not authorized to connect as {client_id!r}")
             self.close_reason = DisconnectReason.AUTH_ERROR
+            return
+        if not broker.connect_allowed(client_id, now):
+            # AWS: one CONNECT per second per client ID; the connection is refused.
+            self._refuse(f"CONNECT rate exceeded for client ID {client_id!r} (connect_rate)")
+            self.close_reason = DisconnectReason.THROTTLED
             return
         self._client_id = client_id
         self._principal = principal
@@ -360,7 +416,9 @@ class MqttProtocol:
         session, present = broker.attach(client_id, clean, self, link, identity, self._new_uuid())
         self.session = session
         self.state = ConnState.CONNECTED
-        self._keepalive_ms = round(self.keep_alive * self._keepalive_factor * 1000)
+        # AWS clamps the keep-alive to 30..1200 s, 0 meaning 1200 (no "never").
+        keep_alive = self._quotas.keep_alive(self.keep_alive)
+        self._keepalive_ms = round(keep_alive * self._keepalive_factor * 1000)
         out.append(encode_connack(present, CONNACK_ACCEPTED))
         if taken is not None:
             # AWS: the new connection is accepted and the previous one disconnected.
@@ -377,13 +435,20 @@ class MqttProtocol:
                 out.append(event)
             out.append(CloseLink(taken.link))
             taken.owner.taken_over()
-        log.info("connected %s clean=%s keepalive=%ss", self.name, clean, self.keep_alive)
+        log.info(
+            "connected %s clean=%s keepalive=%ss (applied %ss)",
+            self.name,
+            clean,
+            self.keep_alive,
+            keep_alive,
+        )
         event = lifecycle.connected_event(
             client_id, now, session.session_id, principal, link.peer_ip, session.version
         )
         if event is not None:
             out.append(event)
-        out.extend(broker.stored(session))
+        if session.redeliver or session.stored:
+            out.append(StartResend(session, self))
 
     def _publish(self, frame: Frame, now: int, out: list[Output]) -> bool:
         """A client's PUBLISH; False: it ended the connection."""
@@ -393,7 +458,7 @@ class MqttProtocol:
                 # AWS: "When QoS level 2 is requested, the message broker doesn't send a
                 # PUBACK" (and does not forward the message).
                 log.warning(
-                    "ignored a QoS 2 PUBLISH on %s from %s: AWS IoT supports QoS 0 and 1",
+                    "ignored a QoS 2 PUBLISH on %r from %s: AWS IoT supports QoS 0 and 1",
                     topic,
                     self.name,
                 )
@@ -402,9 +467,9 @@ class MqttProtocol:
                 raise ProtocolError("PUBLISH with QoS 3")
         refused = self._check.client_publish(topic, len(payload))
         if refused is not None:
-            where = f" on {topic}" if refused.reason is Refusal.TOO_LARGE else ""
+            where = f" on {topic!r}" if refused.reason is Refusal.TOO_LARGE else ""
             self._close(
-                _REFUSAL_REASONS[refused.reason], f"PUBLISH{where} refused: {refused.message}"
+                _REFUSAL_REASONS[refused.reason], f"PUBLISH{where} refused: {refused.message!r}"
             )
             return False
         broker = self._broker
@@ -415,7 +480,7 @@ class MqttProtocol:
                 retain and not broker.authorize(identity, "iot:RetainPublish", topic).allowed
             ):
                 self._close(
-                    DisconnectReason.FORBIDDEN_ACCESS, f"not authorized to publish on {topic}"
+                    DisconnectReason.FORBIDDEN_ACCESS, f"not authorized to publish on {topic!r}"
                 )
                 return False
         if packet_id is not None:
@@ -434,6 +499,16 @@ class MqttProtocol:
         packet = decode_subscribe(frame)
         if not packet.filters:
             raise ProtocolError("SUBSCRIBE without topic filters")
+        quotas = self._quotas
+        if len(packet.filters) > quotas.max_filters_per_subscribe:
+            # AWS: at most 8 subscriptions per SUBSCRIBE; the broker does not answer a
+            # bigger one, it disconnects the client (CLIENT_ERROR; docs/differences.md).
+            self._close(
+                DisconnectReason.CLIENT_ERROR,
+                f"SUBSCRIBE with {len(packet.filters)} topic filters, over the limit of "
+                f"{quotas.max_filters_per_subscribe}",
+            )
+            return
         if any(qos >= 2 for _, qos in packet.filters):
             # AWS: "When QoS level 2 is requested, the message broker doesn't send a ... SUBACK".
             log.warning(
@@ -443,6 +518,7 @@ class MqttProtocol:
         broker = self._broker
         codes: list[int] = []
         granted: list[tuple[str, int]] = []
+        over_limit = 0
         for topic_filter, qos in packet.filters:
             problem = validate_topic_filter(topic_filter)
             if problem:
@@ -452,9 +528,24 @@ class MqttProtocol:
             if not broker.authorize(identity, "iot:Subscribe", topic_filter).allowed:
                 codes.append(SUBACK_FAILURE)
                 continue
+            if (
+                topic_filter not in session.subscriptions
+                and len(session.subscriptions) >= quotas.max_subscriptions
+            ):
+                # AWS: 50 subscriptions per connection; the extra filters get SUBACK 0x80.
+                over_limit += 1
+                codes.append(SUBACK_FAILURE)
+                continue
             broker.subscribe(session, topic_filter, qos)
             codes.append(qos)
             granted.append((topic_filter, qos))
+        if over_limit:
+            log.warning(
+                "SUBSCRIBE of %s: %d filters refused, over max_subscriptions (%d)",
+                self.name,
+                over_limit,
+                quotas.max_subscriptions,
+            )
         out.append(encode_suback(packet.packet_id, codes))
         if granted:
             self._subscription_event("subscribed", [f for f, _ in granted], now, out)
@@ -472,6 +563,16 @@ class MqttProtocol:
         out.append(encode_unsuback(packet.packet_id))
         if packet.filters:
             self._subscription_event("unsubscribed", packet.filters, now, out)
+
+    def _publish_throttled(self, now: int) -> None:
+        dropped = self._throttled.hit(now)
+        if dropped:
+            log.warning(
+                "%s is over publish_rate (%d/s); %d PUBLISH dropped",
+                self.name,
+                self._quotas.publish_rate,
+                dropped,
+            )
 
     # -- the end ---------------------------------------------------------------------------
     def _refuse(self, detail: str) -> None:

@@ -1,9 +1,16 @@
 """Per-client state that outlives a connection (AWS IoT persistent sessions).
 
-A ``Session`` holds the client's subscriptions, its unacknowledged QoS 1 messages and the
-QoS 1 messages queued while it was away. While a connection has it, ``owner`` is that
-connection's protocol and ``link`` the outlet deliveries are written to; both are None
-while the client is away. Pure data: ``state.py`` owns every session and changes them.
+A ``Session`` holds the client's subscriptions, its unacknowledged QoS 1 messages (at most
+``max_inflight``) and the QoS 1 messages waiting for a slot (``queued``, at most
+``max_queued``): stored while the client was away, or sent while its in-flight window was
+full. While a connection has it, ``owner`` is that connection's protocol and ``link`` the
+outlet deliveries are written to; both are None while the client is away. Pure data:
+``state.py`` owns every session and changes them.
+
+After a reconnect the stored messages (``redeliver``: in-flight ones again, with DUP;
+then the first ``stored`` entries of ``queued``) go out at AWS's resend rate, paced by the
+broker's timer (``BrokerState.resend_next``); what was queued behind them follows as
+PUBACKs free slots.
 """
 
 from __future__ import annotations
@@ -14,14 +21,16 @@ from typing import Protocol
 
 from emulator.broker.auth import ClientIdentity, Decision
 from emulator.broker.link import Outlet
-
-MAX_QUEUED = 1000  # stored QoS 1 messages per offline session; older ones are dropped (logged)
+from emulator.broker.quotas import LimitLog
 
 
 class Owner(Protocol):
-    """The connection that has a session; told when a newer connection takes it over."""
+    """The connection that has a session; told when a newer connection takes it over, or
+    when the broker disconnects it for not reading (``overflowed``)."""
 
     def taken_over(self) -> None: ...
+
+    def overflowed(self, buffered: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -50,9 +59,16 @@ class Session:
     # absence finds a newer number and does nothing.
     absences: int = 0
     receive_cache: dict[str, Decision] = field(default_factory=dict)
-    dropped_qos0: int = 0
+    # After a reconnect: packet ids to send again (DUP), and how many of the first
+    # ``queued`` messages are stored ones; both go out at the resend rate.
+    redeliver: deque[int] = field(default_factory=deque)
+    stored: int = 0
+    # The resend timer stopped on a full in-flight window; a PUBACK restarts it.
+    resend_waiting: bool = False
+    queue_full: LimitLog = field(default_factory=LimitLog)  # new QoS 1 messages dropped
 
     def allocate_packet_id(self) -> int:
+        """A free packet id; the in-flight window (at most 65535) guarantees one."""
         for _ in range(65535):
             self.next_packet_id = self.next_packet_id % 65535 + 1
             if self.next_packet_id not in self.inflight:

@@ -18,28 +18,37 @@ hot path cannot afford to return one list per delivery.
   session so that a session's filters can be removed without a scan.
 - **Delivery** (``deliver``): one delivery per client at the highest QoS among its matching
   subscriptions; QoS 0 bytes are encoded once per message; QoS 1 gets a packet id and is
-  tracked in the session until PUBACK; an offline persistent session queues QoS 1
-  (bounded). The policy's ``iot:Receive`` is checked per client and topic, cached.
+  tracked in the session until PUBACK, at most ``max_inflight`` at a time (AWS's in-flight
+  quota); beyond it, and while an offline persistent session is away, QoS 1 waits in the
+  session's queue, at most ``max_queued`` (AWS drops what exceeds it: the new messages).
+  A PUBACK frees a slot for the next queued message. A client with more than
+  ``client_buffer_bytes`` written and not yet sent is disconnected (``Owner.overflowed``,
+  its link aborted); its QoS 1 messages stay in its session. Whatever one client's state
+  does, ``deliver`` carries on with the others. The policy's ``iot:Receive`` is checked
+  per client and topic, cached.
+- **Stored messages** after a reconnect go out one per ``resend_next`` call; the broker's
+  timer calls it at AWS's rate (10 per second).
+- **CONNECT rate**: ``connect_allowed`` keeps the time of each client ID's last accepted
+  CONNECT (bounded, like the version numbers).
 - **Lifecycle version numbers** (``next_version``) increase per client ID across connections.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.link import Outlet
-from emulator.broker.sessions import MAX_QUEUED, Outgoing, Owner, Session
+from emulator.broker.quotas import BrokerQuotas
+from emulator.broker.sessions import Outgoing, Owner, Session
 from emulator.messages import InboundMessage
 from emulator.topics import TopicTrie
 
 log = logging.getLogger(__name__)
 
-# A subscriber whose socket buffer holds more than this stops receiving QoS 0 messages
-# until it catches up (QoS 1 messages are still tracked and redelivered on reconnect).
-SLOW_CONSUMER_BYTES = 16 * 1024 * 1024
 VERSIONS_KEPT = 10_000  # client IDs whose lifecycle version number is remembered
 RECEIVE_DECISIONS_KEPT = 4096  # cached iot:Receive decisions per session
 
@@ -67,12 +76,16 @@ class TakenOver:
 class BrokerState:
     """Sessions, the subscription trie and the retained store (see the module docstring)."""
 
-    def __init__(self, authorizer: Authorizer | None = None) -> None:
+    def __init__(
+        self, authorizer: Authorizer | None = None, quotas: BrokerQuotas | None = None
+    ) -> None:
         self.sessions: dict[str, Session] = {}
         self.subscriptions: TopicTrie[str, int] = TopicTrie()
         self.retained: dict[str, RetainedMessage] = {}
         self.authorizer = authorizer
+        self.quotas = quotas or BrokerQuotas()
         self._versions: dict[str, int] = {}
+        self._connects: dict[str, int] = {}  # client ID -> ms of its last accepted CONNECT
 
     # -- authorization -----------------------------------------------------------------
     def set_authorizer(self, authorizer: Authorizer | None) -> None:
@@ -88,7 +101,7 @@ class BrokerState:
         decision = self.authorizer.check(identity, action, resource)
         if not decision.allowed:
             log.warning(
-                "denied %s on %s for client %s: %s",
+                "denied %s on %r for client %r: %s",
                 action,
                 resource,
                 identity.client_id,
@@ -108,6 +121,19 @@ class BrokerState:
         return decision.allowed
 
     # -- sessions ----------------------------------------------------------------------
+    def connect_allowed(self, client_id: str, now: int) -> bool:
+        """AWS: one CONNECT per second per client ID. Only accepted CONNECTs count, so a
+        client retrying too fast gets in once it slows down."""
+        connects = self._connects
+        last = connects.get(client_id)
+        if last is not None and 0 <= now - last < self.quotas.connect_interval_ms:
+            return False
+        connects.pop(client_id, None)  # re-inserted last: most recent
+        connects[client_id] = now
+        if len(connects) > VERSIONS_KEPT:
+            del connects[next(iter(connects))]
+        return True
+
     def take_over(self, client_id: str) -> TakenOver | None:
         """Detach the session a connected ``client_id`` holds, for a newer connection."""
         old = self.sessions.get(client_id)
@@ -150,6 +176,10 @@ class BrokerState:
         session.receive_cache.clear()
         session.session_id = session_id
         session.version = self.next_version(client_id)
+        # What the session stored goes out again at the resend rate (``resend_next``).
+        session.redeliver = deque(session.inflight)
+        session.stored = len(session.queued)
+        session.resend_waiting = False
         return session, present
 
     def detach(self, session: Session, owner: Owner) -> bool:
@@ -171,7 +201,7 @@ class BrokerState:
         if session is None or session.owner is not None or session.absences != absences:
             return None
         log.info(
-            "persistent session of %s expired; %d stored messages discarded",
+            "persistent session of %r expired; %d stored messages discarded",
             client_id,
             len(session.queued) + len(session.inflight),
         )
@@ -233,8 +263,11 @@ class BrokerState:
         return encode_publish(topic, retained.payload, 0, True)
 
     # -- delivery ----------------------------------------------------------------------
-    def deliver(self, topic: str, payload: bytes, qos: int, matches: list[tuple[str, int]]) -> None:
-        """Write the message to every matching subscriber (``matches`` from the trie)."""
+    def deliver(
+        self, topic: str, payload: bytes, qos: int, matches: list[tuple[str, int]], now: int = 0
+    ) -> None:
+        """Write the message to every matching subscriber (``matches`` from the trie);
+        ``now`` (ms) only times the log lines of limits hit."""
         # One delivery per client, at the highest QoS among its matching subscriptions.
         targets: dict[str, int] = {}
         for client_id, sub_qos in matches:
@@ -244,51 +277,130 @@ class BrokerState:
         topic_bytes = topic.encode()
         qos0_bytes: bytes | None = None
         sessions = self.sessions
+        quotas = self.quotas
+        max_inflight = quotas.max_inflight
+        buffer_cap = quotas.client_buffer_bytes
         for client_id, granted in targets.items():
             session = sessions.get(client_id)
             if session is None:
                 continue
-            link = session.link
-            if link is None:
-                if granted and not session.clean:
-                    if len(session.queued) >= MAX_QUEUED:
-                        session.queued.popleft()
-                        log.warning("dropped the oldest stored message of %s", client_id)
-                    session.queued.append(Outgoing(topic, payload))
-                continue
-            if not self.may_receive(session, topic):
-                continue
-            if granted == 0:
-                if link.buffered() > SLOW_CONSUMER_BYTES:
-                    session.dropped_qos0 += 1
-                    if session.dropped_qos0 in (1, 1000, 100000):
-                        log.warning(
-                            "client %s is not reading; %d QoS 0 messages dropped",
-                            client_id,
-                            session.dropped_qos0,
-                        )
+            # One client's state never stops the delivery to the others (a try costs
+            # nothing until it catches).
+            try:
+                link = session.link
+                if link is None:
+                    if granted and not session.clean:
+                        self._queue(session, Outgoing(topic, payload), now)
                     continue
-                if qos0_bytes is None:
-                    qos0_bytes = encode_publish(topic_bytes, payload, 0, False)
-                link.write(qos0_bytes)
-            else:
-                packet_id = session.allocate_packet_id()
-                session.inflight[packet_id] = Outgoing(topic, payload)
-                link.write(encode_publish(topic_bytes, payload, 1, False, packet_id))
+                if not self.may_receive(session, topic):
+                    continue
+                buffered = link.buffered()
+                if buffered > buffer_cap:
+                    self._overflow(session, link, buffered)
+                    if granted and not session.clean:
+                        self._queue(session, Outgoing(topic, payload), now)
+                    continue
+                if granted == 0:
+                    if qos0_bytes is None:
+                        qos0_bytes = encode_publish(topic_bytes, payload, 0, False)
+                    link.write(qos0_bytes)
+                elif len(session.inflight) < max_inflight and len(session.queued) <= session.stored:
+                    packet_id = session.allocate_packet_id()
+                    session.inflight[packet_id] = Outgoing(topic, payload)
+                    link.write(encode_publish(topic_bytes, payload, 1, False, packet_id))
+                else:
+                    self._queue(session, Outgoing(topic, payload), now)
+            except Exception:
+                log.exception("delivery on %r to client %r failed", topic, client_id)
 
-    def stored(self, session: Session) -> list[bytes]:
-        """On reconnect: the unacknowledged QoS 1 messages again (DUP set), then the
-        messages stored while the client was away, now in flight."""
-        out = [
-            encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id, True)
-            for packet_id, o in session.inflight.items()
-        ]
-        while session.queued:
-            o = session.queued.popleft()
+    def _queue(self, session: Session, message: Outgoing, now: int) -> None:
+        """Wait for a slot (or for the client to come back), up to ``max_queued``; AWS
+        drops the messages that exceed it: the new ones. Logged once per interval."""
+        queued = session.queued
+        if len(queued) < self.quotas.max_queued:
+            queued.append(message)
+            return
+        dropped = session.queue_full.hit(now)
+        if dropped:
+            log.warning(
+                "client %r has %d QoS 1 messages waiting (max_queued_messages); "
+                "%d new messages dropped",
+                session.client_id,
+                len(queued),
+                dropped,
+            )
+
+    def _overflow(self, session: Session, link: Outlet, buffered: int) -> None:
+        """The client does not read: disconnect it (its QoS 1 messages stay)."""
+        log.warning(
+            "client %r has %d bytes not yet sent, over client_buffer_kib (%d KiB); disconnecting",
+            session.client_id,
+            buffered,
+            self.quotas.client_buffer_bytes // 1024,
+        )
+        session.link = None  # nothing more is written to it; the driver ends the connection
+        owner = session.owner
+        if owner is not None:
+            owner.overflowed(buffered)
+        link.abort()
+
+    def _send_queued(self, session: Session) -> None:
+        """Fill free in-flight slots from the queue (no stored messages ahead of them)."""
+        link = session.link
+        if link is None:
+            return
+        queued = session.queued
+        inflight = session.inflight
+        max_inflight = self.quotas.max_inflight
+        while queued and len(inflight) < max_inflight:
+            o = queued.popleft()
             packet_id = session.allocate_packet_id()
-            session.inflight[packet_id] = o
-            out.append(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
-        return out
+            inflight[packet_id] = o
+            link.write(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
 
-    def acknowledged(self, session: Session, packet_id: int) -> None:
-        session.inflight.pop(packet_id, None)
+    def resend_next(self, session: Session) -> bool:
+        """Send one stored message (the broker's timer calls this at the resend rate):
+        first the unacknowledged ones again, with DUP, then those stored while away. True:
+        call again; False: done, or waiting for a PUBACK to free a slot (``acknowledged``
+        says when to start again)."""
+        link = session.link
+        if link is None:
+            return False
+        inflight = session.inflight
+        redeliver = session.redeliver
+        while redeliver:
+            packet_id = redeliver.popleft()
+            o = inflight.get(packet_id)
+            if o is not None:  # not acknowledged in the meantime
+                link.write(
+                    encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id, True)
+                )
+                return bool(redeliver) or session.stored > 0
+        if session.stored <= 0:
+            self._send_queued(session)
+            return False
+        if len(inflight) >= self.quotas.max_inflight:
+            session.resend_waiting = True
+            return False
+        o = session.queued.popleft()
+        session.stored -= 1
+        packet_id = session.allocate_packet_id()
+        inflight[packet_id] = o
+        link.write(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
+        if session.stored:
+            return True
+        self._send_queued(session)  # what waited behind the stored messages
+        return False
+
+    def acknowledged(self, session: Session, packet_id: int) -> bool:
+        """A PUBACK. True: the resend of stored messages waited for this slot; the caller
+        starts its timer again."""
+        if session.inflight.pop(packet_id, None) is None or not session.queued:
+            return False
+        if session.stored:
+            if session.resend_waiting:
+                session.resend_waiting = False
+                return True
+            return False
+        self._send_queued(session)
+        return False

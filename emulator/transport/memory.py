@@ -79,6 +79,11 @@ class MemoryLink:
             peer._eof = True
             peer._ready.set()
 
+    def abort(self) -> None:
+        if self._peer is not None:
+            self._peer._inbox.clear()  # what was "not sent yet" is lost
+        self.close()
+
     async def wait_closed(self) -> None:
         return None
 

@@ -6,7 +6,9 @@ listener reports the port the kernel chose (``port``).
 
 Writes are synchronous and coalesced: everything written during one turn of the event
 loop leaves in one ``transport.write``, so a burst of deliveries costs one system call per
-subscriber, not one per message.
+subscriber, not one per message. ``buffered()`` counts what waits for that flush and what
+the transport holds: the broker disconnects a client over ``client_buffer_kib``
+(``abort()``: a client that does not read would keep ``close()`` waiting for the flush).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class TcpLink:
         "_pending",
         "_reader",
         "_scheduled",
+        "_size",
         "_transport",
         "_writer",
         "peer_ip",
@@ -44,6 +47,7 @@ class TcpLink:
         self._writer = writer
         self._transport = writer.transport
         self._pending: list[bytes] = []
+        self._size = 0  # bytes in _pending
         self._scheduled = False
         self._closed = False
         self._loop = asyncio.get_running_loop()
@@ -60,6 +64,7 @@ class TcpLink:
         if self._closed:
             return
         self._pending.append(data)
+        self._size += len(data)
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._flush)
@@ -70,11 +75,12 @@ class TcpLink:
             return
         data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
+        self._size = 0
         if not self._transport.is_closing():
             self._transport.write(data)
 
     def buffered(self) -> int:
-        return self._transport.get_write_buffer_size()
+        return self._size + self._transport.get_write_buffer_size()
 
     def close(self) -> None:
         if self._closed:
@@ -82,6 +88,12 @@ class TcpLink:
         self._flush()
         self._closed = True
         self._writer.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._pending.clear()
+        self._size = 0
+        self._transport.abort()
 
     async def wait_closed(self) -> None:
         try:

@@ -6,6 +6,9 @@ security layer) decides on that query string and names the principal.
 
 Each binary frame carries any slice of the MQTT byte stream. Writes are coalesced: one
 sender task per connection (not per message) sends what accumulated as one frame.
+``buffered()`` counts both what waits for the sender and the frame it is sending (until
+aiohttp has handed it to the transport and drained it below its high-water mark), so a
+client that does not read reaches the broker's ``client_buffer_kib`` and is aborted.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class WebSocketLink:
         "_closer",
         "_pending",
         "_sender",
+        "_sending",
         "_size",
         "_wakeup",
         "_ws",
@@ -54,7 +58,8 @@ class WebSocketLink:
     ) -> None:
         self._ws = ws
         self._pending: list[bytes] = []
-        self._size = 0
+        self._size = 0  # bytes in _pending
+        self._sending = 0  # bytes of the frame the sender is sending
         self._wakeup = asyncio.Event()
         self._closed = False
         self.peer_ip = peer_ip
@@ -96,13 +101,15 @@ class WebSocketLink:
                     continue
                 data = b"".join(self._pending)
                 self._pending.clear()
+                self._sending = self._size
                 self._size = 0
                 await self._ws.send_bytes(data)
+                self._sending = 0
         except (ConnectionError, RuntimeError):
             pass  # the peer went away; read() reports the end
 
     def buffered(self) -> int:
-        return self._size
+        return self._size + self._sending
 
     def close(self) -> None:
         if self._closed:
@@ -110,6 +117,17 @@ class WebSocketLink:
         self._closed = True
         self._wakeup.set()
         self._closer = asyncio.get_running_loop().create_task(self._close())
+
+    def abort(self) -> None:
+        """Drop what is not sent and the TCP connection under the WebSocket: a client
+        that does not read would never answer a close frame."""
+        self._closed = True
+        self._pending.clear()
+        self._size = 0
+        self._sender.cancel()
+        writer = self._ws._writer  # aiohttp has no public way to reach the transport
+        if writer is not None and writer.transport is not None:
+            writer.transport.abort()
 
     async def _close(self) -> None:
         with contextlib.suppress(Exception):

@@ -12,9 +12,18 @@ import pytest
 from emulator.app import Emulator
 from emulator.broker import codec
 from emulator.broker.codec import encode_length
+from emulator.pytest_plugin import EmulatorFactory, EmulatorHandle
 from emulator.testing import connect_packet, mqtt_string, publish_packet
-from tests.integration.conftest import ClientFactory, EmulatorStarter
+from tests.integration.conftest import SETTINGS, ClientFactory, EmulatorStarter
 from tests.integration.raw import RawConnection
+
+
+@pytest.fixture
+async def emulator_handle(iot_emulator_factory: EmulatorFactory) -> EmulatorHandle:
+    """Not about the quotas (tests/integration/test_broker_quotas.py is): clients reconnect
+    a client ID at once (AWS: 1 CONNECT/s) and the keep-alive test uses 1 s (AWS: 30 s
+    at least)."""
+    return await iot_emulator_factory(**SETTINGS, connect_rate=0, keepalive_min=1)
 
 
 def subscribe_packet(topic: str, qos: int, packet_id: int = 1) -> bytes:
@@ -67,7 +76,7 @@ async def test_keepalive_timeout_publishes_will(
 
 
 async def test_persistent_session_expires(transport: str, start_emulator: EmulatorStarter) -> None:
-    emulator = await start_emulator(session_expiry=0.2)
+    emulator = await start_emulator(session_expiry=0.2, connect_rate=0)  # reconnects at once
     expired: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     emulator.broker.expiry_listeners.append(lambda cid: expired.done() or expired.set_result(cid))
     raw = await RawConnection.open(emulator, transport)

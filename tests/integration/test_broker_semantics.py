@@ -7,9 +7,17 @@ import logging
 import pytest
 
 from emulator.app import Emulator
-from tests.integration.conftest import ClientFactory
+from emulator.pytest_plugin import EmulatorFactory, EmulatorHandle
+from tests.integration.conftest import SETTINGS, ClientFactory
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def emulator_handle(iot_emulator_factory: EmulatorFactory) -> EmulatorHandle:
+    """Not about the quotas (tests/integration/test_broker_quotas.py is): the take-over and
+    persistent-session tests reconnect a client ID at once (AWS: 1 CONNECT/s)."""
+    return await iot_emulator_factory(**SETTINGS, connect_rate=0)
 
 
 async def test_qos0_and_qos1_round_trip(make_client: ClientFactory) -> None:

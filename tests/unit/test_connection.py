@@ -106,7 +106,10 @@ class Peer:
 
 @pytest.fixture
 async def broker() -> AsyncIterator[IoTBroker]:
-    broker = IoTBroker(Config(keepalive_factor=0.02, session_expiry=0.05))
+    # Not about the quotas: take-overs reconnect at once, keep-alives are short.
+    broker = IoTBroker(
+        Config(keepalive_factor=0.02, session_expiry=0.05, connect_rate=0, keepalive_min=1)
+    )
     await broker.start()
     yield broker
     await broker.stop()
