@@ -193,7 +193,7 @@ class HttpGuard:
             refused = self._cross_site(request)
             if refused is not None:
                 log.warning(
-                    "refused %s %s from %s: %s",
+                    "refused %s %r from %s: %s",
                     request.method,
                     request.path,
                     request.remote,
@@ -256,7 +256,7 @@ class HttpGuard:
             )
         except sigv4.SignatureError as exc:
             log.warning(
-                "refused %s %s from %s: %s: %s",
+                "refused %s %r from %s: %s: %s",
                 request.method,
                 request.path,
                 request.remote,
@@ -266,7 +266,7 @@ class HttpGuard:
             return error_response(SIGNATURE_ERRORS[exc.code](str(exc)))
         if not self.credentials:
             log.info(
-                "%s signed by access key %s (signature not checked: no credentials configured)",
+                "%r signed by access key %r (signature not checked: no credentials configured)",
                 request.path,
                 principal,
             )

@@ -237,7 +237,7 @@ def _check_time(signed: Signed, now: datetime) -> None:
         raise SignatureError(f"malformed X-Amz-Date {signed.amz_date!r}", INCOMPLETE) from None
     if signed.date != signed.amz_date[:8]:
         raise SignatureError(
-            f"Credential date {signed.date} does not match X-Amz-Date {signed.amz_date}"
+            f"Credential date {signed.date!r} does not match X-Amz-Date {signed.amz_date}"
         )
     stamp = now.strftime(SIGV4_TIMESTAMP)
     if signed.presigned:
