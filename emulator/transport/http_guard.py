@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -291,11 +291,11 @@ class _Guarded(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they are transports
+        self.transport = cast(asyncio.Transport, transport)
         if not self._guard.admit(self):
             self.refused = True
-            transport.abort()
+            self.transport.abort()
             return
         self._inner = self._guard.make_protocol()
         self._inner.connection_made(transport)
