@@ -65,6 +65,9 @@ class Session:
     stored: int = 0
     # The resend timer stopped on a full in-flight window; a PUBACK restarts it.
     resend_waiting: bool = False
+    # Bytes of the messages queued while connected (its window full): with what its link
+    # has not sent, what the client is behind by (``client_buffer_bytes``).
+    backlog: int = 0
     queue_full: LimitLog = field(default_factory=LimitLog)  # new QoS 1 messages dropped
 
     def allocate_packet_id(self) -> int:

@@ -180,6 +180,7 @@ class BrokerState:
         session.redeliver = deque(session.inflight)
         session.stored = len(session.queued)
         session.resend_waiting = False
+        session.backlog = 0
         return session, present
 
     def detach(self, session: Session, owner: Owner) -> bool:
@@ -294,9 +295,11 @@ class BrokerState:
                     continue
                 if not self.may_receive(session, topic):
                     continue
-                buffered = link.buffered()
-                if buffered > buffer_cap:
-                    self._overflow(session, link, buffered)
+                # What the client is behind by: written and not sent, and queued behind
+                # its full in-flight window.
+                behind = link.buffered() + session.backlog
+                if behind > buffer_cap:
+                    self._overflow(session, link, behind)
                     if granted and not session.clean:
                         self._queue(session, Outgoing(topic, payload), now)
                     continue
@@ -308,18 +311,18 @@ class BrokerState:
                     packet_id = session.allocate_packet_id()
                     session.inflight[packet_id] = Outgoing(topic, payload)
                     link.write(encode_publish(topic_bytes, payload, 1, False, packet_id))
-                else:
-                    self._queue(session, Outgoing(topic, payload), now)
+                elif self._queue(session, Outgoing(topic, payload), now):
+                    session.backlog += len(payload)
             except Exception:
                 log.exception("delivery on %r to client %r failed", topic, client_id)
 
-    def _queue(self, session: Session, message: Outgoing, now: int) -> None:
+    def _queue(self, session: Session, message: Outgoing, now: int) -> bool:
         """Wait for a slot (or for the client to come back), up to ``max_queued``; AWS
-        drops the messages that exceed it: the new ones. Logged once per interval."""
+        drops the messages that exceed it: the new ones (False). Logged once per interval."""
         queued = session.queued
         if len(queued) < self.quotas.max_queued:
             queued.append(message)
-            return
+            return True
         dropped = session.queue_full.hit(now)
         if dropped:
             log.warning(
@@ -329,16 +332,19 @@ class BrokerState:
                 len(queued),
                 dropped,
             )
+        return False
 
     def _overflow(self, session: Session, link: Outlet, buffered: int) -> None:
         """The client does not read: disconnect it (its QoS 1 messages stay)."""
         log.warning(
-            "client %r has %d bytes not yet sent, over client_buffer_kib (%d KiB); disconnecting",
+            "client %r is %d bytes behind (not yet sent or waiting for its in-flight window), "
+            "over client_buffer_kib (%d KiB); disconnecting",
             session.client_id,
             buffered,
             self.quotas.client_buffer_bytes // 1024,
         )
         session.link = None  # nothing more is written to it; the driver ends the connection
+        session.backlog = 0  # what is queued is stored for its next connection
         owner = session.owner
         if owner is not None:
             owner.overflowed(buffered)
@@ -354,6 +360,7 @@ class BrokerState:
         max_inflight = self.quotas.max_inflight
         while queued and len(inflight) < max_inflight:
             o = queued.popleft()
+            session.backlog -= len(o.payload)  # no stored message is left ahead of it
             packet_id = session.allocate_packet_id()
             inflight[packet_id] = o
             link.write(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
