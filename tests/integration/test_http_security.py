@@ -312,7 +312,8 @@ async def test_a_websocket_message_over_the_mqtt_maximum_closes_that_connection(
     start_emulator: EmulatorStarter,
 ) -> None:
     em = await start_emulator()
-    bystander = await subscriber(em, "dp/#")
+    bystander = await ws_client(em, "/mqtt", "ws-bystander")  # on the same endpoint
+    await bystander.subscribe("dp/#", 1)
     reader, writer = await raw_websocket(em)
     # a binary frame that declares 1 GiB, masked as a client's must be, with 1 KiB sent:
     # the emulator answers at once (it would otherwise wait to buffer the whole message)
@@ -399,6 +400,25 @@ async def test_a_kept_alive_socket_is_closed_after_the_idle_timeout(
         await reader.readexactly(length)
         assert await closed_by_server(reader)
     writer.close()
+
+
+async def test_at_the_budget_with_every_connection_busy_a_new_one_is_closed(
+    start_emulator: EmulatorStarter, http: aiohttp.ClientSession
+) -> None:
+    """WebSockets are in their request for their whole life: they are never evicted."""
+    em = await start_emulator(http_max_connections=2)
+    url = f"{base_url(em)}/mqtt"
+    first = await http.ws_connect(url, protocols=("mqtt",))
+    second = await http.ws_connect(url, protocols=("mqtt",))
+    reader, writer = await asyncio.open_connection("127.0.0.1", em.http_port)
+    async with asyncio.timeout(TIMEOUT):
+        assert await closed_by_server(reader)
+    writer.close()
+    await first.send_bytes(connect_packet("still-served"))
+    connack = await first.receive_bytes(timeout=TIMEOUT)
+    assert connack[0] >> 4 == codec.CONNACK
+    await first.close()
+    await second.close()
 
 
 # -- bad query parameters -------------------------------------------------------------------
