@@ -228,7 +228,7 @@ class IoTBroker:
             try:
                 on_message(message)
             except Exception:
-                log.exception("rules engine failed on a message on %s", topic)
+                log.exception("rules engine failed on a message on %r", topic)
 
     def emit_event(self, topic: str, payload: bytes) -> None:
         """Publish a message of the broker's own (lifecycle events)."""

@@ -100,6 +100,12 @@ CONNACK_ID_REJECTED = 2
 CONNACK_NOT_AUTHORIZED_AWS = 7
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped as ``repr`` does (a reason may quote what
+    a client sent, e.g. a decoder's error), so that it cannot forge a log line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class ConnState(Enum):
     AWAITING_CONNECT = "awaiting CONNECT"
     CONNECTED = "connected"
@@ -578,7 +584,9 @@ class MqttProtocol:
     def _refuse(self, detail: str) -> None:
         """End a connection that never got as far as CONNACK: no session, no events."""
         link = self._link
-        log.warning("refused connection from %s:%s: %s", link.peer_ip, link.peer_port, detail)
+        log.warning(
+            "refused connection from %s:%s: %s", link.peer_ip, link.peer_port, printable(detail)
+        )
         self.state = ConnState.CLOSING
         self.close_reason = DisconnectReason.CLIENT_ERROR
 
@@ -586,12 +594,12 @@ class MqttProtocol:
         if self.state is ConnState.AWAITING_CONNECT:
             self._refuse(detail)
         elif self.state is ConnState.CONNECTED:
-            log.warning("closing %s: protocol error: %s", self.name, detail)
+            log.warning("closing %s: protocol error: %s", self.name, printable(detail))
             self.state = ConnState.CLOSING
             self.close_reason = DisconnectReason.CLIENT_ERROR
 
     def _close(self, reason: DisconnectReason, detail: str) -> None:
-        log.warning("closing %s: %s", self.name, detail)
+        log.warning("closing %s: %s", self.name, printable(detail))
         self.state = ConnState.CLOSING
         self.close_reason = reason
 

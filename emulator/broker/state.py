@@ -101,7 +101,7 @@ class BrokerState:
         decision = self.authorizer.check(identity, action, resource)
         if not decision.allowed:
             log.warning(
-                "denied %s on %r for client %r: %s",
+                "denied %s on %r for client %r: %r",
                 action,
                 resource,
                 identity.client_id,
