@@ -22,6 +22,9 @@ from emulator.broker.link import Link
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
+# A closed link whose peer does not read what is left to send is reset after this: the
+# connection's task must end (and its buffer be freed) whatever the client does.
+CLOSE_TIMEOUT = 10.0
 
 ServeLink = Callable[[Link], Awaitable[None]]
 
@@ -97,7 +100,10 @@ class TcpLink:
 
     async def wait_closed(self) -> None:
         try:
-            await self._writer.wait_closed()
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._transport.abort()  # the peer does not read what is left: drop it
         except (ConnectionError, OSError):
             pass  # the peer reset the connection: it is closed all the same
 

@@ -26,6 +26,8 @@ from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 10.0  # seconds for a closing link to send what is left and close
+
 # Returns the principal for the request, or raises web.HTTPForbidden.
 Authenticate = Callable[[web.Request], str | None]
 ServeLink = Callable[[Link], Awaitable[None]]
@@ -130,12 +132,18 @@ class WebSocketLink:
             writer.transport.abort()
 
     async def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._pending:
-                await self._ws.send_bytes(b"".join(self._pending))
-                self._pending.clear()
-        with contextlib.suppress(Exception):
-            await self._ws.close()
+        try:
+            # A peer that does not read would keep the send (and the close handshake)
+            # waiting forever: past CLOSE_TIMEOUT the connection is reset.
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                with contextlib.suppress(Exception):
+                    if self._pending:
+                        await self._ws.send_bytes(b"".join(self._pending))
+                        self._pending.clear()
+                with contextlib.suppress(Exception):
+                    await self._ws.close()
+        except TimeoutError:
+            self.abort()
 
     async def wait_closed(self) -> None:
         if self._closer is not None:
