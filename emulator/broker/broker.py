@@ -222,7 +222,7 @@ class IoTBroker:
             self.state.retain(message, now_ms())
         matches = self._match(topic)
         if matches:
-            self._deliver(topic, message.payload, message.qos, matches, message.timestamp_ms or 0)
+            self._deliver(topic, message.payload, message.qos, matches, message.timestamp_ms)
         on_message = self.on_message
         if on_message is not None:
             try:

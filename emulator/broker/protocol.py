@@ -192,7 +192,9 @@ class MqttProtocol:
         self._quotas = quotas
         self._publishes = TokenBucket(quotas.publish_rate, now)
         self._bytes = TokenBucket(quotas.throughput_bytes, now)
-        self._throttled = LimitLog()
+        self._throttled = LimitLog()  # PUBLISH over publish_rate
+        self._slowed = LimitLog()  # reads over throughput_bytes
+        self._over_subscribed = LimitLog()  # filters over max_subscriptions
         # When (ms) the driver may read again: over the throughput quota; 0: at once.
         self.resume_at = 0
         self._link = link
@@ -231,9 +233,21 @@ class MqttProtocol:
         if data:
             # AWS: 512 KiB/s per connection; what is over delays the next read.
             delay = self._bytes.charge(now, len(data))
-            self.resume_at = now + delay if delay else 0
+            if delay:
+                self.resume_at = now + delay
+                slowed = self._slowed.hit(now)
+                if slowed:
+                    log.warning(
+                        "%s is over throughput_kib (%d KiB/s); reading paused %d times",
+                        self.name,
+                        self._quotas.throughput_bytes // 1024,
+                        slowed,
+                    )
+            else:
+                self.resume_at = 0
         publishes = self._publishes
         publishes.refill(now)
+        tokens = publishes.tokens  # a local while the frames are handled, stored back after
         try:
             frames = self._frames.feed(data) if data else []
             if self._pending:
@@ -244,8 +258,8 @@ class MqttProtocol:
                 kind = frame[0]
                 if kind == PUBLISH and self.state is connected:
                     # AWS: 100 publishes per second per connection; the excess is dropped.
-                    if publishes.tokens >= COST:
-                        publishes.tokens -= COST
+                    if tokens >= COST:
+                        tokens -= COST
                         if not self._publish(frame, now, out):
                             break
                     else:
@@ -260,6 +274,7 @@ class MqttProtocol:
                     break
         except ProtocolError as exc:
             self._protocol_error(str(exc))
+        publishes.tokens = tokens
         if self.state is ConnState.CONNECTED:
             keepalive_ms = self._keepalive_ms
             self.deadline = now + keepalive_ms if keepalive_ms else None
@@ -406,8 +421,9 @@ class MqttProtocol:
             self.close_reason = DisconnectReason.AUTH_ERROR
             return
         if not broker.connect_allowed(client_id, now):
-            # AWS: one CONNECT per second per client ID; the connection is refused.
-            self._refuse(f"CONNECT rate exceeded for client ID {client_id!r} (connect_rate)")
+            # AWS: one CONNECT per second per client ID; the connection is refused
+            # (logged once per client ID per interval by the broker's state).
+            self.state = ConnState.CLOSING
             self.close_reason = DisconnectReason.THROTTLED
             return
         self._client_id = client_id
@@ -546,12 +562,14 @@ class MqttProtocol:
             codes.append(qos)
             granted.append((topic_filter, qos))
         if over_limit:
-            log.warning(
-                "SUBSCRIBE of %s: %d filters refused, over max_subscriptions (%d)",
-                self.name,
-                over_limit,
-                quotas.max_subscriptions,
-            )
+            refused = self._over_subscribed.hit(now, over_limit)
+            if refused:
+                log.warning(
+                    "%s is over max_subscriptions (%d); %d filters refused",
+                    self.name,
+                    quotas.max_subscriptions,
+                    refused,
+                )
         out.append(encode_suback(packet.packet_id, codes))
         if granted:
             self._subscription_event("subscribed", [f for f, _ in granted], now, out)

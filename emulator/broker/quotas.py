@@ -111,8 +111,8 @@ class TokenBucket:
 
 
 class LimitLog:
-    """Counts hits of one limit for one client; ``hit`` returns the count to log, at most
-    once per ``interval`` ms (the first hit at once), else 0."""
+    """Counts hits of one limit for one client; ``hit`` (``count`` of them) returns the
+    count to log, at most once per ``interval`` ms (the first hit at once), else 0."""
 
     __slots__ = ("count", "interval", "next_at")
 
@@ -121,8 +121,8 @@ class LimitLog:
         self.interval = interval
         self.next_at = -1
 
-    def hit(self, now: int) -> int:
-        self.count += 1
+    def hit(self, now: int, count: int = 1) -> int:
+        self.count += count
         if now < self.next_at:
             return 0
         count = self.count

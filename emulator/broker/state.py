@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.link import Outlet
-from emulator.broker.quotas import BrokerQuotas
+from emulator.broker.quotas import BrokerQuotas, LimitLog
 from emulator.broker.sessions import Outgoing, Owner, Session
 from emulator.messages import InboundMessage
 from emulator.topics import TopicTrie
@@ -83,9 +83,13 @@ class BrokerState:
         self.subscriptions: TopicTrie[str, int] = TopicTrie()
         self.retained: dict[str, RetainedMessage] = {}
         self.authorizer = authorizer
-        self.quotas = quotas or BrokerQuotas()
+        self.quotas = quotas = quotas or BrokerQuotas()
+        # Read by deliver() for every message: one attribute each.
+        self._max_inflight = quotas.max_inflight
+        self._buffer_cap = quotas.client_buffer_bytes
         self._versions: dict[str, int] = {}
         self._connects: dict[str, int] = {}  # client ID -> ms of its last accepted CONNECT
+        self._connects_refused: dict[str, LimitLog] = {}  # client ID -> its refusals' log
 
     # -- authorization -----------------------------------------------------------------
     def set_authorizer(self, authorizer: Authorizer | None) -> None:
@@ -127,6 +131,20 @@ class BrokerState:
         connects = self._connects
         last = connects.get(client_id)
         if last is not None and 0 <= now - last < self.quotas.connect_interval_ms:
+            refusals = self._connects_refused.get(client_id)
+            if refusals is None:
+                if len(self._connects_refused) >= VERSIONS_KEPT:
+                    self._connects_refused.clear()
+                refusals = self._connects_refused[client_id] = LimitLog()
+            refused = refusals.hit(now)
+            if refused:
+                log.warning(
+                    "client ID %r is over connect_rate (one CONNECT per %d ms); "
+                    "%d connections refused",
+                    client_id,
+                    self.quotas.connect_interval_ms,
+                    refused,
+                )
             return False
         connects.pop(client_id, None)  # re-inserted last: most recent
         connects[client_id] = now
@@ -278,9 +296,8 @@ class BrokerState:
         topic_bytes = topic.encode()
         qos0_bytes: bytes | None = None
         sessions = self.sessions
-        quotas = self.quotas
-        max_inflight = quotas.max_inflight
-        buffer_cap = quotas.client_buffer_bytes
+        max_inflight = self._max_inflight
+        buffer_cap = self._buffer_cap
         for client_id, granted in targets.items():
             session = sessions.get(client_id)
             if session is None:

@@ -297,3 +297,37 @@ def test_stored_messages_wait_for_a_free_slot_then_resume() -> None:
     assert back.receive(codec.encode_puback(1), NOW) == [StartResend(session, back)]
     assert state.resend_next(session) is True
     assert session.queued == deque([session.queued[0]])
+
+
+def test_refused_connects_subscriptions_and_slow_reads_are_logged_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clients = Clients(BrokerQuotas(throughput_bytes=1000, max_subscriptions=1))
+    protocol, _, _ = clients.connect("twin")
+    with caplog.at_level(logging.WARNING):
+        for i in range(5):
+            refused, _, _ = clients.connect("twin", now=NOW + 100 + i)
+            assert refused.state is ConnState.CLOSING
+        for i in range(5):
+            protocol.receive(subscribe_packet(i + 1, (f"a/{i}", 0), (f"b/{i}", 0)), NOW + 200)
+        for i in range(5):
+            protocol.receive(publish_packet("t", b"x" * 900), NOW + 300 + i)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lines if "connect_rate" in m]) == 1
+    assert len([m for m in lines if "max_subscriptions" in m]) == 1
+    assert len([m for m in lines if "throughput_kib" in m]) == 1
+    assert all("\n" not in m for m in lines)
+
+
+def test_control_characters_in_client_ids_and_topics_do_not_reach_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clients = Clients()
+    with caplog.at_level(logging.INFO):
+        protocol, _, _ = clients.connect("evil\nINFO forged line")
+        protocol.receive(subscribe_packet(1, ("bad/#/x\r\nforged", 0)), NOW)
+        protocol.receive(publish_packet("$aws/x\nforged", b"p"), NOW)
+    assert caplog.records
+    for record in caplog.records:
+        message = record.getMessage()
+        assert "\n" not in message and "\r" not in message, message
