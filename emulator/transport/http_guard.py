@@ -49,6 +49,8 @@ MQTT_PATH: Final = "/mqtt"
 # Where the middleware leaves the verified (or, without credentials, declared) access key of
 # a signed request: the /mqtt connection's principal.
 PRINCIPAL: Final = web.RequestKey("sigv4_principal", str)
+LOG_INTERVAL: Final = 10.0  # seconds between two log lines about one peer's refusals
+MAX_LOGGED_PEERS: Final = 4096  # peers remembered for that (then forgotten at once)
 
 
 class MissingAuthenticationToken(AwsError):
@@ -181,6 +183,25 @@ class HttpGuard:
         self.routes = tuple(routes)
         self.connections = connections
         self.clock = clock
+        # Refusals logged once per peer and kind per interval: (peer, kind) -> (time, count)
+        self._logged: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _log_refusal(self, request: web.Request, kind: str, reason: str) -> None:
+        """One line per peer and kind of refusal per ``LOG_INTERVAL``, with the number
+        refused since the last line: a flood of forged requests does not flood the log."""
+        now = asyncio.get_running_loop().time()
+        key = (request.remote or "", kind)
+        last, suppressed = self._logged.get(key, (float("-inf"), 0))
+        if now - last < LOG_INTERVAL:
+            self._logged[key] = (last, suppressed + 1)
+            return
+        if len(self._logged) >= MAX_LOGGED_PEERS:
+            self._logged.clear()
+        self._logged[key] = (now, 0)
+        more = f" ({suppressed} more since the last line)" if suppressed else ""
+        log.warning(
+            "refused %s %r from %s: %s%s", request.method, request.path, key[0], reason, more
+        )
 
     @web.middleware
     async def middleware(
@@ -192,13 +213,7 @@ class HttpGuard:
         try:
             refused = self._cross_site(request)
             if refused is not None:
-                log.warning(
-                    "refused %s %r from %s: %s",
-                    request.method,
-                    request.path,
-                    request.remote,
-                    refused.message,
-                )
+                self._log_refusal(request, "cross-site", refused.message)
                 return error_response(refused)
             route = next((r for r in self.routes if r.matches(request.path)), None)
             if route is not None:
@@ -255,14 +270,7 @@ class HttpGuard:
                 self.region if self.credentials else None,
             )
         except sigv4.SignatureError as exc:
-            log.warning(
-                "refused %s %r from %s: %s: %s",
-                request.method,
-                request.path,
-                request.remote,
-                exc.code,
-                exc,
-            )
+            self._log_refusal(request, "sigv4", f"{exc.code}: {exc}")
             return error_response(SIGNATURE_ERRORS[exc.code](str(exc)))
         if not self.credentials:
             log.info(
@@ -317,12 +325,7 @@ class _Guarded(asyncio.Protocol):
     def _headers_late(self) -> None:
         self._timer = None
         if self.transport is not None and not self.transport.is_closing():
-            peer = self.transport.get_extra_info("peername")
-            log.info(
-                "closing HTTP connection from %s: no request headers within %.1f s",
-                peer,
-                self._guard.header_timeout,
-            )
+            self._guard.header_timed_out(self.transport.get_extra_info("peername"))
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -363,6 +366,7 @@ class ConnectionGuard:
         self._evictable: OrderedDict[_Guarded, None] = OrderedDict()
         self.refused = 0
         self.evicted = 0
+        self.header_timeouts = 0
 
     def __call__(self) -> asyncio.Protocol:
         return _Guarded(self)
@@ -403,6 +407,19 @@ class ConnectionGuard:
         self._evictable[conn] = None
         return True
 
+    def header_timed_out(self, peer: object) -> None:
+        """Counted; logged at the first and every 1,000th (a slowloris makes thousands)."""
+        self.header_timeouts += 1
+        log.debug("closing HTTP connection from %s: no request headers in time", peer)
+        if self.header_timeouts == 1 or self.header_timeouts % 1000 == 0:
+            log.warning(
+                "closed an HTTP connection that sent no request headers within %.1f s "
+                "(from %s; %d so far)",
+                self.header_timeout,
+                peer,
+                self.header_timeouts,
+            )
+
     def release(self, conn: _Guarded) -> None:
         if conn.transport is not None:
             self._open.pop(conn.transport, None)
@@ -426,4 +443,5 @@ class ConnectionGuard:
             "max_connections": self.max_connections,
             "evicted": self.evicted,
             "refused": self.refused,
+            "header_timeouts": self.header_timeouts,
         }
