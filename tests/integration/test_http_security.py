@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import struct
 import uuid
@@ -149,6 +150,20 @@ async def test_a_cross_origin_post_is_refused_and_nothing_is_published(
     got = await watcher.next_message(TIMEOUT)
     assert got.payload == b'{"message": "own"}'
     await watcher.close()
+
+
+async def test_a_flood_of_forged_requests_is_logged_once(
+    start_emulator: EmulatorStarter, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    em = await start_emulator()
+    caplog.set_level(logging.WARNING, logger="emulator.transport.http_guard")
+    url = f"{base_url(em)}/topics/chat%2Fin%2Fvictim"
+    for _ in range(200):
+        async with http.post(url, data=b"x", headers={"Origin": EVIL}) as response:
+            assert response.status == 403
+    lines = [r for r in caplog.records if r.name == "emulator.transport.http_guard"]
+    assert len(lines) == 1
+    assert "cross-site request from Origin 'http://evil.example'" in lines[0].getMessage()
 
 
 async def test_a_foreign_host_header_is_refused(
