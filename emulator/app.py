@@ -295,6 +295,8 @@ class Emulator:
         self.http_port = sockets[0].getsockname()[1] if sockets else config.http_port
         self.http_guard.policy.port = self.http_port
         self.health_sections["http_connections"] = self.http_connections.health
+        sigv4_mode = "required" if config.credentials else "off (no credentials configured)"
+        self.health_sections["sigv4"] = lambda: sigv4_mode
         self._stoppers.append(("http", self._stop_http))
 
     async def _stop_http(self) -> None:

@@ -222,6 +222,8 @@ async def test_with_credentials_the_data_plane_needs_a_valid_signature(
 ) -> None:
     em = await start_emulator(credentials=CREDENTIALS)
     watcher = await subscriber(em, "dp/#")
+    async with http.get(f"{base_url(em)}/health") as response:  # not an AWS API: unsigned
+        assert (await response.json())["sigv4"] == "required"
     async with http.post(f"{base_url(em)}/topics/dp%2Funsigned", data=b"x") as response:
         assert response.status == 403
         assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
