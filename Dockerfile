@@ -17,6 +17,8 @@ COPY lambdas ./lambdas
 COPY static ./static
 COPY template.yaml ./
 
+# Inside the container the emulator listens on every interface, as Docker's port forwarding
+# needs; docker-compose.yml publishes the ports on the host's 127.0.0.1 only.
 ENV EMULATOR_HOST=0.0.0.0 \
     EMULATOR_BACKEND=external
 EXPOSE 1883 8080

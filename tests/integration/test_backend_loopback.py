@@ -131,3 +131,34 @@ def test_the_addresses_helper_reads_the_kernels_format() -> None:
     assert str(_address("0100007F")) == "127.0.0.1"
     assert str(_address("00000000000000000000000000000000")) == "::"
     assert str(_address("0000000000000000FFFF00000100007F")) == "127.0.0.1"
+
+
+async def test_the_dynamodb_launcher_is_compiled_once(tmp_path: Path) -> None:
+    """Against the installed jar, into the cache; a second start finds it there."""
+    from emulator.services.backends import _dynamodb_jar, compile_dynamodb_launcher
+
+    jar = _dynamodb_jar(load_config({}).node_modules)
+    assert jar is not None
+    first = await compile_dynamodb_launcher(jar, tmp_path)
+    assert first is not None and (first / "DynamoDBLocalLoopback.class").is_file()
+    stamp = (first / "DynamoDBLocalLoopback.class").stat().st_mtime_ns
+    again = await compile_dynamodb_launcher(jar, tmp_path)
+    assert again == first
+    assert (again / "DynamoDBLocalLoopback.class").stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging left behind
+
+
+async def test_without_javac_dynamodb_local_runs_from_its_jar_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JRE without javac cannot build the launcher: the jar itself, on all interfaces,
+    with a warning naming the port."""
+    from emulator.services.backends import _dynamodb_jar, dynamodb_local_argv
+
+    jar = _dynamodb_jar(load_config({}).node_modules)
+    assert jar is not None
+    monkeypatch.setenv("PATH", str(tmp_path))  # no javac (nor anything else) on PATH
+    argv = await dynamodb_local_argv(jar, 8123, "127.0.0.1", tmp_path / "cache")
+    assert argv[argv.index("-jar") + 1] == str(jar)
+    assert argv[-2:] == ["-port", "8123"] and "-disableTelemetry" in argv
+    assert "listens on all interfaces on port 8123" in caplog.text
