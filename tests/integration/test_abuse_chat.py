@@ -1,6 +1,6 @@
 """Issue 12's acceptance: one client must never take the chat down.
 
-Each case runs one attack of benchmarks/abuse.py (in a child process, as an attacker would,
+Each case runs one attack of benchmarks/attacks.py (in a child process, as an attacker would,
 with only what the chat's browser policy allows a client) against a real emulator with the
 chat's rules and Lambda (rules/, moto's server), waits until the attack is in full effect,
 then a bystander does what the page does and its chat must keep working: the welcome on
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import abuse
+from benchmarks import attacks
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
 from emulator.testing import Received, TestClient
@@ -49,14 +49,14 @@ async def chat(start_emulator: EmulatorStarter) -> Emulator:
 
 @contextlib.asynccontextmanager
 async def attack(em: Emulator, kind: str) -> AsyncIterator[Stats]:
-    """Run one attack of benchmarks/abuse.py in a child process; yield its counters once
-    it is in full effect (``abuse.ENGAGED``); stop it on exit."""
+    """Run one attack of benchmarks/attacks.py in a child process; yield its counters once
+    it is in full effect (``attacks.ENGAGED``); stop it on exit."""
     assert em.mqtt_port is not None and em.http_port is not None
     ctx = mp.get_context("spawn")
     engaged, results = ctx.Queue(), ctx.Queue()
-    target = abuse.Target("127.0.0.1", em.mqtt_port, em.http_port, BIG_MIB, SLOW_SOCKETS)
+    target = attacks.Target("127.0.0.1", em.mqtt_port, em.http_port, BIG_MIB, SLOW_SOCKETS)
     proc = ctx.Process(
-        target=abuse.attacker_worker,
+        target=attacks.attacker_worker,
         args=(target, [kind], 120.0, results, engaged),
         daemon=True,
     )
@@ -165,7 +165,7 @@ async def test_noack_subscriber(chat: Emulator) -> None:
     there are packet ids, dropped and back with its persistent session: AWS keeps at most
     100 unacknowledged messages in flight to it, and the chat goes on."""
     async with attack(chat, "noack") as stats:
-        assert stats["noack_fed"] == abuse.NOACK_FEEDERS * abuse.NOACK_BURST
+        assert stats["noack_fed"] == attacks.NOACK_FEEDERS * attacks.NOACK_BURST
         await bystander_chats(chat)
 
 
