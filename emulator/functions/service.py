@@ -88,6 +88,10 @@ class FunctionPool:
         )
         self.events_refused = 0
         self._runners: set[asyncio.Task[None]] = set()
+        # Runners in their loop: counted down as a runner leaves it, in the same step as
+        # it finds the queue empty (a done callback would come a turn later, and an event
+        # queued in between would find no runner to take it).
+        self._looping = 0
         self._retries: set[asyncio.TimerHandle] = set()
 
     # -- asynchronous invocations (module docstring) ----------------------------------
@@ -100,7 +104,8 @@ class FunctionPool:
         return True
 
     def _start_runner(self) -> None:
-        if len(self._runners) < self.concurrency and self.events:
+        if self._looping < self.concurrency and self.events:
+            self._looping += 1
             runner = asyncio.get_running_loop().create_task(
                 self._run_events(), name=f"lambda-events-{self.spec.name}"
             )
@@ -110,26 +115,29 @@ class FunctionPool:
     async def _run_events(self) -> None:
         """Invoke queued events, sources in turn, until the queue is empty."""
         events = self.events
-        while events:
-            source, event = events.get()
-            try:
-                result = await self.invoke(event.payload)
-            except Exception:
-                log.exception(
-                    "function %s: asynchronous invocation failed to start", self.spec.name
-                )
-                result = None
-            if result is not None and not result.function_error:
-                continue
-            if event.attempt < len(EVENT_RETRY_DELAYS):
-                delay = EVENT_RETRY_DELAYS[event.attempt]
-                log.warning(
-                    "function %s: asynchronous invocation %s failed; retrying in %.0f s",
-                    self.spec.name,
-                    result.request_id if result is not None else "-",
-                    delay,
-                )
-                self._retry_later(delay, source, _Event(event.payload, event.attempt + 1))
+        try:
+            while events:
+                source, event = events.get()
+                try:
+                    result = await self.invoke(event.payload)
+                except Exception:
+                    log.exception(
+                        "function %s: asynchronous invocation failed to start", self.spec.name
+                    )
+                    result = None
+                if result is not None and not result.function_error:
+                    continue
+                if event.attempt < len(EVENT_RETRY_DELAYS):
+                    delay = EVENT_RETRY_DELAYS[event.attempt]
+                    log.warning(
+                        "function %s: asynchronous invocation %s failed; retrying in %.0f s",
+                        self.spec.name,
+                        result.request_id if result is not None else "-",
+                        delay,
+                    )
+                    self._retry_later(delay, source, _Event(event.payload, event.attempt + 1))
+        finally:
+            self._looping -= 1
 
     def _retry_later(self, delay: float, source: Hashable, event: _Event) -> None:
         loop = asyncio.get_running_loop()
