@@ -176,7 +176,7 @@ class RulesEngine:
         self._external: ThreadPoolExecutor | None = None
         self._external_pending = 0  # statements evaluating or waiting in the thread pool
         self._external_running = 0  # of which submitted to the pool
-        self._external_queue: FairQueue[Hashable, Callable[[], None]] = FairQueue(
+        self.external_queue: FairQueue[Hashable, Callable[[], None]] = FairQueue(
             EXTERNAL_PER_CLIENT, EXTERNAL_PENDING
         )
         # source -> [monotonic time of its last refusal line, refusals not logged since]
@@ -196,7 +196,7 @@ class RulesEngine:
     async def stop(self) -> None:
         workers, self._workers = self._workers, []
         await cancel_and_wait(*workers)
-        self._external_queue.clear()
+        self.external_queue.clear()
         if self._external is not None:
             # Threads blocked on a service call end with it (rules/external.py's timeout).
             self._external.shutdown(wait=False, cancel_futures=True)
@@ -434,14 +434,14 @@ class RulesEngine:
             loop.call_soon_threadsafe(self._external_done, entry, own, msg, output)
 
         source = msg.client_id or entry.source
-        if not self._external_queue.put(source, evaluate):
+        if not self.external_queue.put(source, evaluate):
             entry.counters.errors += 1
             self._log_limit(
                 entry.name,
                 source,
                 f"a message on {msg.topic} dropped: "
-                f"{self._external_queue.waiting(source)} of this source's and "
-                f"{len(self._external_queue)} in all of the external calls already waiting",
+                f"{self.external_queue.waiting(source)} of this source's and "
+                f"{len(self.external_queue)} in all of the external calls already waiting",
             )
             return
         self._external_pending += 1
@@ -450,7 +450,7 @@ class RulesEngine:
 
     def _external_pump(self) -> None:
         """Hand waiting evaluations to free threads, sources in turn (fairqueue.py)."""
-        pool, queue = self._external, self._external_queue
+        pool, queue = self._external, self.external_queue
         while pool is not None and queue and self._external_running < EXTERNAL_THREADS:
             _, evaluate = queue.get()
             self._external_running += 1

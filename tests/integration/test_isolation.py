@@ -41,11 +41,14 @@ def flood(iot: EmulatorHandle, topic: str, body: dict[str, Any], count: int) -> 
         publish(InboundMessage(topic, payload, 0, False, "attacker", None, now_ms()))
 
 
-async def reply_of_type(client: TestClient, kind: str) -> dict[str, Any]:
-    while True:
+async def replies(client: TestClient, *kinds: str) -> dict[str, dict[str, Any]]:
+    """The first reply of each kind on the client's chat/in topic, in whatever order they
+    come (asynchronous invocations run concurrently)."""
+    found: dict[str, dict[str, Any]] = {}
+    while not found.keys() >= set(kinds):
         body = (await client.message_on(f"chat/in/{client.client_id}", timeout=60)).json()
-        if body.get("type") == kind:
-            return dict(body)
+        found.setdefault(str(body.get("type")), dict(body))
+    return found
 
 
 async def test_a_flood_of_function_requests_leaves_a_bystander_its_welcome_and_backlog(
@@ -60,9 +63,8 @@ async def test_a_flood_of_function_requests_leaves_a_bystander_its_welcome_and_b
     await page.publish("chat/out", json.dumps({"connected": True, "path": "/lobby"}), qos=1)
     await page.publish("chat/out", json.dumps({"sendroom": "/lobby"}), qos=1)
     async with asyncio.timeout(30):
-        welcome = await reply_of_type(page, "welcome")
-        backlog = await reply_of_type(page, "backlog")
-    assert welcome["room"] == backlog["room"] == "lobby"
+        got = await replies(page, "welcome", "backlog")
+    assert got["welcome"]["room"] == got["backlog"]["room"] == "lobby"
     # The attacker's own requests past its share were refused, not the bystander's.
     assert chat.emulator.rules.counters["ChatLambda"].actions_failed >= 19_000
 
@@ -179,12 +181,16 @@ async def handlers() -> AsyncIterator[Handlers]:
 
 
 async def hold_emulator(
-    factory: EmulatorFactory, tmp_path: Path, **settings: Any
+    factory: EmulatorFactory, tmp_path: Path, *extra_rules: str, **settings: Any
 ) -> EmulatorHandle:
+    """An emulator with the ``hold`` function, its rule, and ``extra_rules`` (YAML)."""
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "handler.py").write_text(HOLD_HANDLER)
-    (tmp_path / "hold.yaml").write_text(HOLD_RULES)
-    return await factory(rules=[str(tmp_path / "hold.yaml")], **settings)
+    files = []
+    for n, text in enumerate((HOLD_RULES, *extra_rules)):
+        files.append(tmp_path / f"rules{n}.yaml")
+        files[-1].write_text(text)
+    return await factory(rules=[str(f) for f in files], **settings)
 
 
 async def invoke_from(client: TestClient, port: int, n: int, hold: bool) -> None:
@@ -241,3 +247,38 @@ async def test_a_clients_backlog_of_invocations_does_not_delay_another_clients(
         order.append((following.who, following.n))
     assert order == [("A", 2), ("B", 100)]
     assert pool.events.waiting("A") == 3  # A's backlog still waits, behind B's
+
+
+HOLD_SQL_RULES = """
+rules:
+  - ruleName: HoldSql
+    sql: >-
+      SELECT aws_lambda('arn:aws:lambda:us-east-1:123456789012:function:hold',
+      {"port": port, "n": n, "hold": hold, "clientId": clientid()}) AS result
+      FROM 'holdsql/in'
+    actions:
+      - republish: {topic: "holdsql/out"}
+"""
+
+
+async def test_rules_calling_functions_from_sql_are_evaluated_client_by_client(
+    iot_emulator_factory: EmulatorFactory, tmp_path: Path, handlers: Handlers
+) -> None:
+    """``aws_lambda()`` in a rule's SQL holds one of the engine's 8 evaluation threads for
+    the call: with all 8 taken by A and two more of A's waiting, B's evaluation is the
+    next but one to get a thread (a FIFO pool would run A's two first)."""
+    iot = await hold_emulator(iot_emulator_factory, tmp_path, HOLD_SQL_RULES)
+    a, b = await iot.mqtt_client("A"), await iot.mqtt_client("B")
+    for n in range(10):
+        await a.publish("holdsql/in", json.dumps({"port": handlers.port, "n": n, "hold": True}), 1)
+    running = [await handlers.next() for _ in range(8)]
+    assert sorted(r.who for r in running) == ["A"] * 8
+    await b.publish("holdsql/in", json.dumps({"port": handlers.port, "n": 100, "hold": False}), 1)
+    waiting = iot.emulator.rules.external_queue
+    assert (waiting.waiting("A"), waiting.waiting("B")) == (2, 1)
+    order = []
+    for current in running[:2]:  # free one thread at a time; see whose turn it is
+        current.release()
+        following = await handlers.next()
+        order.append((following.who, following.n))
+    assert order[0][0] == "A" and order[1] == ("B", 100)
