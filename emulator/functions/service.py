@@ -5,7 +5,10 @@ Theory of operation
 -------------------
 A function's pool runs at most ``concurrency`` workers (execution environments) at once,
 as AWS runs up to the function's concurrency; a warm idle worker is reused, another is
-started while the bound allows, and past it an invocation waits for a worker.
+started while the bound allows. Past it an invocation waits for a slot, and waiting
+invocations are served source by source too (the caller of a synchronous invocation: the
+Invoke API's caller, a Kinesis mapping, the client of a rule calling ``aws_lambda()``), so
+one caller's pile of synchronous calls does not hold up another's invocations.
 
 An asynchronous invocation (``Event``) is queued on its function, in a ``FairQueue``
 (fairqueue.py) keyed by its source: the client whose message the rule action carried, the
@@ -41,6 +44,10 @@ CONCURRENCY = 10  # workers per function at most (Config.lambda_concurrency)
 EVENT_QUEUE = 10_000  # asynchronous invocations waiting per function, all sources together
 EVENTS_PER_SOURCE = 1_000  # of which one source may have (Config.event_queue_per_client)
 EMULATOR_SOURCE = ("emulator", "")  # the source of invocations made for no one in particular
+# Invocations waiting for a slot when all ``concurrency`` are taken, per source and in all
+# (synchronous callers and event runners; AWS answers 429 at once instead)
+WAITING_PER_SOURCE = 1_000
+WAITING = 10_000
 # AWS retries a failed asynchronous invocation twice, after about 1 and 2 minutes;
 # locally the delays are 1 s and 2 s (docs/differences.md).
 EVENT_RETRY_DELAYS = (1.0, 2.0)
@@ -79,7 +86,12 @@ class FunctionPool:
         self.generation = 0
         self.idle: list[Worker] = []
         self.all: set[Worker] = set()
-        self._free = asyncio.Condition()
+        # Invocations holding one of the ``concurrency`` slots (each runs on one worker),
+        # and those waiting for one, per source, served in turn.
+        self._slots = 0
+        self.slot_waiters: FairQueue[Hashable, asyncio.Future[None]] = FairQueue(
+            WAITING_PER_SOURCE, WAITING
+        )
         self.invocations = 0
         self.errors = 0
         self.reloaded = asyncio.Event()
@@ -119,7 +131,7 @@ class FunctionPool:
             while events:
                 source, event = events.get()
                 try:
-                    result = await self.invoke(event.payload)
+                    result = await self.invoke(event.payload, source)
                 except Exception:
                     log.exception(
                         "function %s: asynchronous invocation failed to start", self.spec.name
@@ -159,47 +171,78 @@ class FunctionPool:
 
     # -- any invocation -----------------------------------------------------------------
 
-    async def invoke(self, payload: bytes) -> InvokeResult:
-        worker = await self._acquire()
-        self.invocations += 1
+    async def invoke(self, payload: bytes, source: Hashable = EMULATOR_SOURCE) -> InvokeResult:
+        """Run one invocation on a worker once ``source`` has one of the function's
+        ``concurrency`` slots; 429 if it cannot even wait for one (``WAITING_PER_SOURCE``)."""
+        if not await self._take_slot(source):
+            message = f"Rate Exceeded: too many invocations of {self.spec.name} waiting"
+            return InvokeResult(429, error_body(message, "TooManyRequestsException"), None, "")
         try:
-            result = await worker.invoke(payload, self.arn)
+            worker = await self._worker()
+            self.invocations += 1
+            try:
+                result = await worker.invoke(payload, self.arn)
+            finally:
+                await self._put_back(worker)
         finally:
-            await self._release(worker)
+            self._give_slot()
         if result.function_error:
             self.errors += 1
         return result
 
-    async def _acquire(self) -> Worker:
-        async with self._free:
-            while True:
-                while self.idle:
-                    worker = self.idle.pop()
-                    if worker.alive and worker.generation == self.generation:
-                        worker.busy = True
-                        return worker
-                    await self._retire(worker)
-                if len(self.all) < self.concurrency:
-                    worker = Worker(self.spec, self.env, self.generation)
-                    self.all.add(worker)
-                    worker.busy = True
-                    try:
-                        await worker.start()
-                    except Exception:
-                        self.all.discard(worker)
-                        await worker.kill()
-                        raise
-                    return worker
-                await self._free.wait()
+    async def _take_slot(self, source: Hashable) -> bool:
+        """A slot at once if one is free and nobody waits; else wait for one with the other
+        sources, served in turn (fairqueue.py). False if ``source`` may not wait."""
+        if self._slots < self.concurrency and not self.slot_waiters:
+            self._slots += 1
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.slot_waiters.put(source, waiter):
+            return False
+        try:
+            await waiter  # resolved by _give_slot: a slot handed over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_slot()  # handed a slot it will not use: pass it on
+            raise
+        return True
 
-    async def _release(self, worker: Worker) -> None:
-        async with self._free:
-            worker.busy = False
+    def _give_slot(self) -> None:
+        """A slot is free: to the next waiting source's oldest waiter, or back to the pool."""
+        waiting = self.slot_waiters
+        while waiting:
+            _, waiter = waiting.get()
+            if not waiter.done():  # a cancelled waiter is skipped
+                waiter.set_result(None)
+                return
+        self._slots -= 1
+
+    async def _worker(self) -> Worker:
+        """A warm idle worker of the current code, or a new one (the caller holds a slot, so
+        there are never more than ``concurrency``)."""
+        while self.idle:
+            worker = self.idle.pop()
             if worker.alive and worker.generation == self.generation:
-                self.idle.append(worker)
-            else:
-                await self._retire(worker)
-            self._free.notify()
+                worker.busy = True
+                return worker
+            await self._retire(worker)
+        worker = Worker(self.spec, self.env, self.generation)
+        self.all.add(worker)
+        worker.busy = True
+        try:
+            await worker.start()
+        except Exception:
+            self.all.discard(worker)
+            await worker.kill()
+            raise
+        return worker
+
+    async def _put_back(self, worker: Worker) -> None:
+        worker.busy = False
+        if worker.alive and worker.generation == self.generation:
+            self.idle.append(worker)
+        else:
+            await self._retire(worker)
 
     async def _retire(self, worker: Worker) -> None:
         self.all.discard(worker)
@@ -207,12 +250,10 @@ class FunctionPool:
 
     async def reload(self) -> None:
         """New code: idle workers go now, busy ones when they finish."""
-        async with self._free:
-            self.generation += 1
-            idle, self.idle = self.idle, []
-            for worker in idle:
-                await self._retire(worker)
-            self._free.notify_all()
+        self.generation += 1
+        idle, self.idle = self.idle, []
+        for worker in idle:
+            await self._retire(worker)
         self.reloaded.set()
         self.reloaded.clear()
 
@@ -368,7 +409,7 @@ class FunctionService:
                 body = error_body(message, "TooManyRequestsException")
                 return InvokeResult(429, body, None, "")
             return InvokeResult(202, b"", None, "")
-        return await pool.invoke(payload)
+        return await pool.invoke(payload, EMULATOR_SOURCE if source is None else source)
 
     async def _watch_code(self) -> None:
         while True:

@@ -135,7 +135,10 @@ class KinesisPoller:
                 current, self.stream_arn, self.region, self.functions.arn(m.function)
             )
             result = await self.functions.invoke(
-                m.function, json.dumps(event).encode(), "RequestResponse"
+                m.function,
+                json.dumps(event).encode(),
+                "RequestResponse",
+                ("mapping", m.stream),  # waits for a worker with other callers, in turn
             )
             self.batches += 1
             if not result.function_error and result.status_code < 300:

@@ -20,9 +20,11 @@ client has its own bounded FIFO (``per_client``; messages the emulator made itse
 republished ones and lifecycle events, are queued under their rule's name), the workers
 serve the sources in turn, and the whole is bounded too. A source at its bound, or a full
 queue, fails the action (logged once per source and interval): a flooding client loses its
-own actions and delays another client's by at most one action per waiting source. All failures of one rule for one message make one error-action
-message (rule-error-handling.md), sent when the rule's last action has finished; the error
-action's own failure, or its being dropped, is only logged (AWS does not chain them).
+own actions and delays another client's by at most one action per waiting source. Admission
+is one bound call (a dict lookup, a length check, an append, a counter). All failures of one
+rule for one message make one error-action message (rule-error-handling.md), sent when the
+rule's last action has finished; the error action's own failure, or its being dropped, is
+only logged (AWS does not chain them).
 
 A rule that calls ``get_dynamodb()`` or ``aws_lambda()`` is evaluated on the engine's own
 bounded thread pool instead (rules/external.py), fed from a fair queue of its own in the
@@ -419,7 +421,8 @@ class RulesEngine:
         loop, pool = self._loop, self._external
         if loop is None or pool is None:
             return
-        own = replace(ctx, external=LoopExternalCalls(loop, self.targets))
+        source = msg.client_id or entry.source
+        own = replace(ctx, external=LoopExternalCalls(loop, self.targets, source))
 
         def evaluate() -> None:
             try:
@@ -433,7 +436,6 @@ class RulesEngine:
                 return
             loop.call_soon_threadsafe(self._external_done, entry, own, msg, output)
 
-        source = msg.client_id or entry.source
         if not self.external_queue.put(source, evaluate):
             entry.counters.errors += 1
             self._log_limit(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
 
@@ -43,9 +44,12 @@ def item_json(item: dict[str, Any]) -> Json:
 class LoopExternalCalls:
     """``ExternalCalls`` for a statement evaluated off the loop (see the module docstring)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, targets: ActionTargets) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, targets: ActionTargets, source: Hashable = None
+    ) -> None:
         self.loop = loop
         self.targets = targets
+        self.source = source  # the message's client (or rule): whom ``aws_lambda`` calls for
 
     def _wait(self, coro: Any, what: str) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -87,7 +91,8 @@ class LoopExternalCalls:
             raise RuleEvaluationError("aws_lambda: no Lambda service is running")
         body = json.dumps(payload, default=_json_default).encode()
         result = self._wait(
-            functions.invoke(function_arn, body, "RequestResponse"), f"aws_lambda({function_arn})"
+            functions.invoke(function_arn, body, "RequestResponse", self.source),
+            f"aws_lambda({function_arn})",
         )
         if result.status_code >= 400 or result.function_error:
             detail = bytes(result.payload).decode(errors="replace")[:500]

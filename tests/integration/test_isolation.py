@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +283,42 @@ async def test_rules_calling_functions_from_sql_are_evaluated_client_by_client(
         following = await handlers.next()
         order.append((following.who, following.n))
     assert order[0][0] == "A" and order[1] == ("B", 100)
+
+
+async def test_synchronous_calls_waiting_for_a_worker_are_served_caller_by_caller(
+    iot_emulator_factory: EmulatorFactory, tmp_path: Path, handlers: Handlers
+) -> None:
+    """With the function's two workers taken by A's synchronous Invoke calls and three more
+    of A's waiting, B's asynchronous invocation gets the next worker but one (a FIFO wait
+    for workers would give A's three first)."""
+    iot = await hold_emulator(iot_emulator_factory, tmp_path, lambda_concurrency=2)
+    b = await iot.mqtt_client("B")
+    lambda_api = iot.boto3_client("lambda")
+    loop = asyncio.get_running_loop()
+
+    def call(n: int) -> Any:
+        event = {"port": handlers.port, "n": n, "hold": True, "clientId": "A"}
+        return lambda_api.invoke(FunctionName="hold", Payload=json.dumps(event).encode())
+
+    with ThreadPoolExecutor(5) as threads:
+        calls = [loop.run_in_executor(threads, call, n) for n in range(5)]
+        running = [await handlers.next() for _ in range(2)]
+        await invoke_from(b, handlers.port, 100, hold=True)
+        async with asyncio.timeout(10):
+            await iot.emulator.rules.wait_idle()  # B's event is queued; its runner waits
+        waiters = iot.emulator.functions.pools["hold"].slot_waiters
+        assert (waiters.waiting(("invoke", "local")), waiters.waiting("B")) == (3, 1)
+        order = []
+        for current in list(running):  # free one worker at a time; see whose turn it is
+            current.release()
+            following = await handlers.next()
+            order.append((following.who, following.n))
+            running.append(following)
+        assert order[0][0] == "A" and order[1] == ("B", 100)
+        for current in running:
+            current.release()
+        for _ in range(2):  # A's last two
+            (await handlers.next()).release()
+        async with asyncio.timeout(30):
+            answers = await asyncio.gather(*calls)
+    assert all(answer["StatusCode"] == 200 for answer in answers)
