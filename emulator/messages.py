@@ -20,6 +20,9 @@ class InboundMessage:
     data-plane ``Publish``, lifecycle event); AWS IoT's ``clientid()`` then yields
     ``Undefined`` for rule actions and ``""`` is never invented.
     ``hops`` counts how many republish actions led to this message, so rule loops stop.
+    ``origin`` is the client whose PUBLISH a republished message comes from (through any
+    number of hops): the rules engine queues its actions under that client's share, so a
+    flooding client's republished messages do not use up other clients' (issue 12).
 
     actions/republish.py builds one per republished message field by field, without
     ``__init__`` (cheaper): a new field must be set there too.
@@ -34,3 +37,4 @@ class InboundMessage:
     timestamp_ms: int = 0
     hops: int = 0
     trace_id: str | None = None
+    origin: str | None = None

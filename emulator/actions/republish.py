@@ -95,4 +95,5 @@ class RepublishAction:
         message.timestamp_ms = source.timestamp_ms
         message.hops = source.hops + 1
         message.trace_id = None
+        message.origin = source.client_id or source.origin
         return message

@@ -112,8 +112,8 @@ class _Entry:
         self.only_immediate = only if only is not None and only.immediate else None
         self.error_action = compiled.error_action
         self.counters = counters
-        # The fair queues' key for a message without a client (republished, lifecycle
-        # event, data-plane publish): a tuple, so no client ID can be equal to it.
+        # The fair queues' key for a message without a client or origin (lifecycle event,
+        # data-plane publish): a tuple, so no client ID can be equal to it.
         self.source: tuple[str, str] = ("rule", spec.name)
 
 
@@ -318,7 +318,7 @@ class RulesEngine:
                 self._record_failure(run, action.failed_name, action.type_name, str(exc))
                 continue
             run.pending += 1
-            if not self._admit(msg.client_id or entry.source, (run, action, request)):
+            if not self._admit(msg.client_id or msg.origin or entry.source, (run, action, request)):
                 run.pending -= 1
                 self._refused(run, action)
         if run is not None and run.pending == 0:
@@ -352,7 +352,7 @@ class RulesEngine:
 
     def _refused(self, run: _Run, action: Action[Any]) -> None:
         """An action the queue did not admit: its source is at its bound, or all are."""
-        source = run.msg.client_id or run.entry.source
+        source = run.msg.client_id or run.msg.origin or run.entry.source
         if self._queue.queue.waiting(source) >= self._queue.queue.per_key:
             problem = "the rules engine's action queue is full for this client"
         else:
@@ -392,7 +392,7 @@ class RulesEngine:
         while True:
             run, action, request = await self._queue.get()
             try:
-                source(run.msg.client_id or run.entry.source)
+                source(run.msg.client_id or run.msg.origin or run.entry.source)
                 await action.execute(request, self.targets)
                 if not run.is_error_action:  # counters are the rule's own actions
                     run.entry.counters.actions_ok += 1
@@ -400,7 +400,7 @@ class RulesEngine:
                 self._record_failure(run, exc.action, exc.resource, exc.message, logged=False)
                 self._log_limit(
                     run.entry.name,
-                    run.msg.client_id or run.entry.source,
+                    run.msg.client_id or run.msg.origin or run.entry.source,
                     f"{exc.action} on {exc.resource} refused: {exc.message}",
                 )
             except ActionError as exc:
@@ -421,7 +421,7 @@ class RulesEngine:
         loop, pool = self._loop, self._external
         if loop is None or pool is None:
             return
-        source = msg.client_id or entry.source
+        source = msg.client_id or msg.origin or entry.source
         own = replace(ctx, external=LoopExternalCalls(loop, self.targets, source))
 
         def evaluate() -> None:
@@ -520,7 +520,7 @@ class RulesEngine:
             log.warning("rule %s: error action could not be rendered: %s", run.entry.name, exc)
             return
         sink.pending = 1
-        source = msg.client_id or run.entry.source
+        source = msg.client_id or msg.origin or run.entry.source
         if not self._admit(source, (sink, action, request)):
             if self._limit_unlogged(source) is not None:
                 log.warning(

@@ -424,3 +424,49 @@ def test_the_context_of_a_message_sets_every_field() -> None:
         _parsed=True,
     )
     assert made.document == {"x": 1}
+
+
+async def test_a_republished_message_keeps_the_client_it_comes_from(make_engine: Any) -> None:
+    out: list[InboundMessage] = []
+    engine = await make_engine(ActionTargets(publish=out.append))
+    engine.handle(message("other/a", {"n": 1}, client_id="web-1"))
+    await next_turn()
+    engine.handle(out[0])  # other/out/a: republished again by no rule, origin unchanged
+    (republished,) = out
+    assert (republished.topic, republished.client_id) == ("other/out/a", None)
+    assert republished.origin == "web-1"
+
+
+async def test_actions_of_republished_messages_queue_under_their_origin(
+    make_engine: Any,
+) -> None:
+    """One client's republished messages fill its own share of the action queue, not a
+    share all clients' republished messages have in common (the rule's)."""
+    out: list[InboundMessage] = []
+    kinesis = FakeKinesis()
+    engine = await make_engine(
+        ActionTargets(publish=out.append, kinesis=kinesis), per_client=1, workers=1
+    )
+
+    def republished(n: int, origin: str) -> InboundMessage:
+        msg = message("stream/in", {"n": n}, client_id=None, hops=1)
+        msg.origin = origin
+        return msg
+
+    engine.handle(republished(1, "flooder"))
+    async with asyncio.timeout(1):
+        await kinesis.started.wait()  # the only worker holds the first record
+    engine.handle(republished(2, "flooder"))  # the flooder's share: one waiting
+    engine.handle(republished(3, "flooder"))  # over its share: refused
+    engine.handle(republished(4, "bystander"))  # a share of its own: admitted
+    await next_turn()
+    (error_message,) = out
+    assert (
+        json.loads(base64.b64decode(json.loads(error_message.payload)["base64OriginalPayload"]))[
+            "n"
+        ]
+        == 3
+    )
+    kinesis.release.set()
+    await engine.wait_idle()
+    assert [json.loads(r["Data"])["n"] for r in kinesis.records] == [1, 2, 4]
