@@ -16,8 +16,9 @@ broker on the next loop turn: a new message, as on AWS, never one handled inside
 handling of another; one callback per turn carries all of that turn's messages, in order.
 The other actions are rendered to a request at once (so templates see the message as it
 was) and go to a fair queue (workqueue.py) drained by a fixed pool of workers: each source
-client has its own bounded FIFO (``per_client``; messages the emulator made itself, such as
-republished ones and lifecycle events, are queued under their rule's name), the workers
+client has its own bounded FIFO (``per_client``; a republished message counts for the
+client it comes from, ``InboundMessage.origin``; messages the emulator made itself, such as
+lifecycle events, are queued under their rule's name), the workers
 serve the sources in turn, and the whole is bounded too. A source at its bound, or a full
 queue, fails the action (logged once per source and interval): a flooding client loses its
 own actions and delays another client's by at most one action per waiting source. Admission
