@@ -174,8 +174,9 @@ async def test_subscriber_that_never_reads(chat: Emulator) -> None:
     not read (the attack is in effect once its socket is seen closed by the server), and
     the emulator's memory stays bounded: NOREAD_BOUND_MIB covers what the per-client bounds
     let the attacker hold with its 8 KB messages (1,000 queued in its session, 1,000 store
-    actions queued for its room's rule, 1 MiB unsent) and the allocator's slack; without
-    the bounds it grows with what is sent (+329 MiB for 150 MB in the issue)."""
+    actions queued for each of its four feeding clients, 1 MiB unsent) and the allocator's
+    slack (+35 MiB measured); without the bounds it grows with what is sent (+329 MiB for
+    150 MB in the issue)."""
     baseline = reset_peak_rss()
     async with attack(chat, "noread") as stats:
         await bystander_chats(chat)
