@@ -123,8 +123,14 @@ def start_emulator(
         cmd += ["--backend", backend]
     cmd += list(extra)
     # The load generators publish far past AWS's per-connection quotas (100 PUBLISH/s,
-    # 512 KiB/s): raised, as mosquitto has none; the checks still run on every message.
-    quotas = {"EMULATOR_PUBLISH_RATE": "1000000000", "EMULATOR_THROUGHPUT_KIB": "1000000000"}
+    # 512 KiB/s), and the scaling run holds 10,000 filters on one connection, 200 per
+    # SUBSCRIBE (AWS: 50 and 8): raised, as mosquitto has none; the checks still run.
+    quotas = {
+        "EMULATOR_PUBLISH_RATE": "1000000000",
+        "EMULATOR_THROUGHPUT_KIB": "1000000000",
+        "EMULATOR_MAX_SUBSCRIPTIONS": "1000000",
+        "EMULATOR_MAX_FILTERS_PER_SUBSCRIBE": "1000",
+    }
     env = {**quotas, **os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env

@@ -19,7 +19,12 @@ from emulator.transport import sigv4
 
 HOST = "localhost:8080"
 CREDENTIALS = {"AKIDLOCAL": "local-secret"}
-NOW = datetime.now(UTC)
+
+
+def now() -> datetime:
+    """The time of the call: requests are signed at the time of theirs (a module-level
+    time went stale when the suite ran for minutes after collecting this module)."""
+    return datetime.now(UTC)
 
 
 def presigned(
@@ -79,42 +84,42 @@ def crt_presigned(token: str | None = "session-token") -> sigv4.HttpRequest:
 
 
 def test_botocore_presigned_urls_verify() -> None:
-    assert sigv4.verify(presigned(), CREDENTIALS, NOW, "iotdevicegateway") == "AKIDLOCAL"
+    assert sigv4.verify(presigned(), CREDENTIALS, now(), "iotdevicegateway") == "AKIDLOCAL"
 
 
 def test_the_device_sdk_v2_signs_the_connection_header_and_verifies() -> None:
     request = crt_presigned()
     assert "connection" in dict(sigv4.query_pairs(request.query))["X-Amz-SignedHeaders"]
-    assert sigv4.verify(request, CREDENTIALS, NOW, "iotdevicegateway") == "AKIDLOCAL"
+    assert sigv4.verify(request, CREDENTIALS, now(), "iotdevicegateway") == "AKIDLOCAL"
     # the signed header's value counts: a different Connection header breaks the signature
     altered = tuple(
         (k, "keep-alive") if k.lower() == "connection" else (k, v) for k, v in request.headers
     )
     forged = sigv4.HttpRequest("GET", request.path, request.query, altered)
     with pytest.raises(sigv4.SignatureError, match="does not match") as refused:
-        sigv4.verify(forged, CREDENTIALS, NOW)
+        sigv4.verify(forged, CREDENTIALS, now())
     assert refused.value.code == sigv4.INVALID
 
 
 def test_a_token_signed_with_the_url_or_appended_after_signing() -> None:
-    assert sigv4.verify(presigned(token="tok"), CREDENTIALS, NOW) == "AKIDLOCAL"
+    assert sigv4.verify(presigned(token="tok"), CREDENTIALS, now()) == "AKIDLOCAL"
     request = presigned()
     appended = with_query(request, request.query + "&X-Amz-Security-Token=tok%2F%2B%3D")
-    assert sigv4.verify(appended, CREDENTIALS, NOW) == "AKIDLOCAL"
+    assert sigv4.verify(appended, CREDENTIALS, now()) == "AKIDLOCAL"
 
 
 def test_boto3_authorization_headers_verify_with_their_payload() -> None:
-    assert sigv4.verify(header_signed(), CREDENTIALS, NOW, "iotdata", "us-east-1") == "AKIDLOCAL"
+    assert sigv4.verify(header_signed(), CREDENTIALS, now(), "iotdata", "us-east-1") == "AKIDLOCAL"
     lambda_call = header_signed(service="lambda", path="/2015-03-31/functions/chat/invocations")
-    assert sigv4.verify(lambda_call, CREDENTIALS, NOW, "lambda") == "AKIDLOCAL"
+    assert sigv4.verify(lambda_call, CREDENTIALS, now(), "lambda") == "AKIDLOCAL"
     request = header_signed()
     tampered = sigv4.HttpRequest(
         request.method, request.path, request.query, request.headers, b'{"message": "bye"}'
     )
     with pytest.raises(sigv4.SignatureError, match="does not match"):
-        sigv4.verify(tampered, CREDENTIALS, NOW)
+        sigv4.verify(tampered, CREDENTIALS, now())
     with pytest.raises(sigv4.SignatureError, match="does not match"):
-        sigv4.verify(with_query(request, "qos=0"), CREDENTIALS, NOW)
+        sigv4.verify(with_query(request, "qos=0"), CREDENTIALS, now())
 
 
 @pytest.mark.parametrize(
@@ -159,20 +164,20 @@ def test_bad_requests_are_refused_with_aws_codes(
     request_: sigv4.HttpRequest, code: str, message: str
 ) -> None:
     with pytest.raises(sigv4.SignatureError, match=message) as refused:
-        sigv4.verify(request_, CREDENTIALS, NOW, "iotdata" if request_.method == "POST" else None)
+        sigv4.verify(request_, CREDENTIALS, now(), "iotdata" if request_.method == "POST" else None)
     assert refused.value.code == code
 
 
 def test_expired_and_stale_signatures_are_refused() -> None:
     with pytest.raises(sigv4.SignatureError, match="Signature expired"):
-        sigv4.verify(presigned(expires=60), CREDENTIALS, NOW + timedelta(minutes=5))
+        sigv4.verify(presigned(expires=60), CREDENTIALS, now() + timedelta(minutes=5))
     with pytest.raises(sigv4.SignatureError, match="Signature expired"):
-        sigv4.verify(header_signed(), CREDENTIALS, NOW + timedelta(minutes=16))
+        sigv4.verify(header_signed(), CREDENTIALS, now() + timedelta(minutes=16))
     with pytest.raises(sigv4.SignatureError, match="not yet current"):
-        sigv4.verify(header_signed(), CREDENTIALS, NOW - timedelta(minutes=16))
+        sigv4.verify(header_signed(), CREDENTIALS, now() - timedelta(minutes=16))
 
 
 def test_without_configured_credentials_any_well_formed_signature_names_its_key() -> None:
-    assert sigv4.verify(presigned(secret="anything"), {}, NOW) == "AKIDLOCAL"
+    assert sigv4.verify(presigned(secret="anything"), {}, now()) == "AKIDLOCAL"
     assert sigv4.is_signed(presigned()) and sigv4.is_signed(header_signed())
     assert not sigv4.is_signed(sigv4.HttpRequest("GET", "/mqtt", "x=1", ()))
