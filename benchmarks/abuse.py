@@ -175,14 +175,19 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def pin_aws_quotas() -> None:
-    """Run the emulator under attack with its defaults, AWS's quotas: the harness raises the
-    publish quotas for the throughput benchmarks through the environment, this undoes it."""
+    """Run the emulator under attack with its defaults, AWS's quotas: the harness raises
+    quotas for the throughput benchmarks through the environment (publish rate, throughput,
+    subscriptions, filters per SUBSCRIBE, and whichever it raises next), this sets every
+    numeric setting back to its default (the ports the harness passes as flags win)."""
+    from dataclasses import fields
+
     from emulator.config import Config
 
     defaults = Config()
-    for name in ("publish_rate", "throughput_kib"):
-        if hasattr(defaults, name):
-            os.environ[f"EMULATOR_{name.upper()}"] = str(getattr(defaults, name))
+    for f in fields(Config):
+        value = getattr(defaults, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            os.environ[f"EMULATOR_{f.name.upper()}"] = str(value)
 
 
 def run(args: argparse.Namespace) -> tuple[list[report.Row], dict[str, Any]]:
