@@ -138,17 +138,28 @@ class OriginPolicy:
             or name in self._hosts
         )
 
-    def origin_allowed(self, origin: str) -> bool:
+    def origin_allowed(self, origin: str, host: str | None = None) -> bool:
+        """``host``: the request's ``Host``, already allowed. A page served by the emulator
+        under that name is same-origin whatever port it was reached on (Docker's published
+        port may not be the one the emulator listens on)."""
         if origin.rstrip("/").lower() in self._origins:
             return True
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
             return False
+        default = 443 if parts.scheme == "https" else 80
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            port = parts.port or default
         except ValueError:
             return False
-        return port == self.port and self.host_allowed(parts.netloc)
+        if not self.host_allowed(parts.netloc):
+            return False
+        if port == self.port:
+            return True
+        if host is None:
+            return False
+        name, host_port = split_host(host)
+        return (name, host_port or default) == ((parts.hostname or "").rstrip("."), port)
 
 
 def _is_ip(name: str) -> bool:
@@ -235,7 +246,7 @@ class HttpGuard:
         origin = request.headers.get("Origin")
         if origin is None or not (request.method in STATE_CHANGING or request.path == MQTT_PATH):
             return None
-        if not self.policy.origin_allowed(origin):
+        if not self.policy.origin_allowed(origin, host):
             return CrossSiteRefused(
                 f"cross-site request from Origin {origin!r} refused: add it to allowed_origins"
             )

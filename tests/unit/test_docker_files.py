@@ -22,6 +22,7 @@ import yaml
 
 from emulator.cli import build_parser
 from emulator.config import REPO_ROOT, load_config
+from emulator.transport.http_guard import OriginPolicy
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -143,6 +144,9 @@ def test_the_emulator_command_and_environment_reach_the_backends() -> None:
     config = load_config(flags, environ=env, cwd=workdir())
     assert config.backend == "external"
     assert config.host == "0.0.0.0"  # reachable through the published ports
+    # The HTTP guard answers the compose network's name for the emulator, not only localhost.
+    policy = OriginPolicy(config.host, config.allowed_hosts, config.allowed_origins)
+    assert policy.host_allowed("emulator:8080") and policy.host_allowed("localhost:8080")
     for service, endpoint in (
         ("dynamodb", config.dynamodb_endpoint),
         ("kinesis", config.kinesis_endpoint),

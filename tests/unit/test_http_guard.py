@@ -67,3 +67,21 @@ def test_split_host_and_routes() -> None:
     route = SignedRoute("/retainedMessage", "iotdata")
     assert route.matches("/retainedMessage") and route.matches("/retainedMessage/a%2Fb")
     assert not route.matches("/retainedMessages")
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        # Docker publishes 9090 for the emulator's 8080: the page's own origin is allowed.
+        ("http://localhost:9090", "localhost:9090", True),
+        ("http://localhost", "localhost", True),  # port 80 on both sides
+        ("https://localhost", "localhost:443", True),
+        ("http://localhost:3000", "localhost:9090", False),  # another local app's page
+        ("http://evil.example:9090", "evil.example:9090", False),  # DNS rebinding
+        ("http://localhost:9090", None, False),
+    ],
+)
+def test_a_page_served_under_the_requests_host_is_same_origin(
+    origin: str, host: str | None, allowed: bool
+) -> None:
+    assert POLICY.origin_allowed(origin, host) is allowed
