@@ -14,8 +14,9 @@ from tests.integration.raw import TIMEOUT
 READY = re.compile(r"ready in [\d.]+s.*mqtt://[\d.]+:(\d+) ws://[\d.]+:(\d+)/mqtt")
 
 
-async def test_up_on_free_ports_reports_them_and_stops_cleanly() -> None:
-    proc = await asyncio.create_subprocess_exec(
+async def start_up() -> asyncio.subprocess.Process:
+    """`up` on free ports with no rules, its log (stderr) piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "emulator",
@@ -28,14 +29,24 @@ async def test_up_on_free_ports_reports_them_and_stops_cleanly() -> None:
         "tests/fixtures/empty-rules",
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def wait_ready(proc: asyncio.subprocess.Process) -> re.Match[str]:
+    """The ready line's match (the MQTT and HTTP ports)."""
+    assert proc.stderr is not None
+    async with asyncio.timeout(TIMEOUT * 3):
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "emulator exited before it was ready"
+            if match := READY.search(line):
+                return match
+
+
+async def test_up_on_free_ports_reports_them_and_stops_cleanly() -> None:
+    proc = await start_up()
     assert proc.stderr is not None
     try:
-        async with asyncio.timeout(TIMEOUT * 3):
-            while True:
-                line = (await proc.stderr.readline()).decode()
-                assert line, "emulator exited before it was ready"
-                if match := READY.search(line):
-                    break
+        match = await wait_ready(proc)
         mqtt_port, http_port = int(match[1]), int(match[2])
         body = await asyncio.to_thread(
             lambda: json.load(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health"))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import sys
 
 from emulator.broker.codec import encode_length
 from tests.integration.raw import TIMEOUT
-from tests.integration.test_cli_up import READY
+from tests.integration.test_cli_up import start_up, wait_ready
 
 FORGED = "INFO    emulator.broker.protocol: connected client 'admin'"
 CONNECTED = re.compile(r"^\S+ \S+ INFO +emulator\.broker\.protocol: connected client")
@@ -31,26 +30,12 @@ def publish_qos2(topic: str) -> bytes:
 
 
 async def test_a_newline_in_a_client_id_does_not_start_a_log_line() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "emulator",
-        "up",
-        "--mqtt-port",
-        "0",
-        "--http-port",
-        "0",
-        "--rules",
-        "tests/fixtures/empty-rules",
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_up()
     assert proc.stderr is not None
     lines: list[str] = []
     writer: asyncio.StreamWriter | None = None
     try:
-        async with asyncio.timeout(TIMEOUT * 3):
-            while not (match := READY.search(line := (await proc.stderr.readline()).decode())):
-                assert line, "emulator exited before it was ready"
+        match = await wait_ready(proc)
         reader, writer = await asyncio.open_connection("127.0.0.1", int(match[1]))
         # AWS IoT ignores QoS 2, and the broker logs the topic as the client wrote it.
         writer.write(connect(f"web-1\n{FORGED}\r\x1b[2J") + publish_qos2(f"t\n{FORGED}"))
