@@ -123,13 +123,17 @@ def start_emulator(
         cmd += ["--backend", backend]
     cmd += list(extra)
     # The load generators publish far past AWS's per-connection quotas (100 PUBLISH/s,
-    # 512 KiB/s), and the scaling run holds 10,000 filters on one connection, 200 per
-    # SUBSCRIBE (AWS: 50 and 8): raised, as mosquitto has none; the checks still run.
+    # 512 KiB/s), the scaling run holds 10,000 filters on one connection, 200 per
+    # SUBSCRIBE (AWS: 50 and 8), and the service runs queue one client's 2,000 actions or
+    # invocations at once (the emulator's per-client share: 1,000): raised, as mosquitto
+    # has none; the checks still run, and the totals (10,000) still bound the queues.
     quotas = {
         "EMULATOR_PUBLISH_RATE": "1000000000",
         "EMULATOR_THROUGHPUT_KIB": "1000000000",
         "EMULATOR_MAX_SUBSCRIPTIONS": "1000000",
         "EMULATOR_MAX_FILTERS_PER_SUBSCRIBE": "1000",
+        "EMULATOR_ACTION_QUEUE_PER_CLIENT": "1000000",
+        "EMULATOR_EVENT_QUEUE_PER_CLIENT": "1000000",
     }
     env = {**quotas, **os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
