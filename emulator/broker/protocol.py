@@ -413,8 +413,13 @@ class MqttProtocol:
             return
         broker = self._broker
         link = self._link
-        principal = link.principal or packet.username or "anonymous"
-        identity = ClientIdentity(client_id, principal, link.peer_ip, packet.username)
+        # The AWS IoT Device SDKs append usage metrics to the username after "?"
+        # ("?SDK=PythonV2&Version=1.4.0&Platform=..."); AWS does not take them as identity.
+        username = packet.username
+        if username is not None and "?" in username:
+            username = username.partition("?")[0] or None
+        principal = link.principal or username or "anonymous"
+        identity = ClientIdentity(client_id, principal, link.peer_ip, username)
         if not broker.authorize(identity, "iot:Connect", client_id).allowed:
             out.append(encode_connack(False, CONNACK_NOT_AUTHORIZED_AWS))
             self._refuse(f"not authorized to connect as {client_id!r}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from emulator.app import Emulator
@@ -250,3 +252,27 @@ async def test_health_reports_ports(emulator: Emulator) -> None:
         "sessions": 0,
         "subscriptions": 0,
     }
+
+
+async def test_device_sdk_metrics_in_the_username_are_not_the_principal(
+    emulator: Emulator, make_client: ClientFactory
+) -> None:
+    """The AWS IoT Device SDKs send "<username>?SDK=...&Version=..." (or only the metrics);
+    AWS does not take the metrics as identity."""
+    watcher = await make_client()
+    await watcher.subscribe("$aws/events/presence/connected/+", 1)
+    assert emulator.mqtt_port is not None
+    for client_id, username, principal in (
+        ("sdk-1", "device-user?SDK=PythonV2&Version=1.21.0", "device-user"),
+        ("sdk-2", "?SDK=PythonV2&Version=1.21.0&Platform=Linux", "anonymous"),
+    ):
+        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        device.username_pw_set(username)
+        await asyncio.to_thread(device.connect, "127.0.0.1", emulator.mqtt_port)
+        device.loop_start()
+        try:
+            event = await watcher.message_on(f"$aws/events/presence/connected/{client_id}")
+            assert event.json()["principalIdentifier"] == principal
+        finally:
+            device.disconnect()
+            device.loop_stop()
