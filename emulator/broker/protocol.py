@@ -83,6 +83,7 @@ from emulator.broker.quotas import COST, LimitLog, TokenBucket
 from emulator.broker.sessions import Session
 from emulator.broker.state import BrokerState
 from emulator.limits import MAX_CLIENT_ID, MAX_PAYLOAD, PublishCheck, Refusal
+from emulator.logformat import escape_controls
 from emulator.messages import InboundMessage
 from emulator.topics import validate_topic_filter
 
@@ -98,12 +99,6 @@ CONNACK_ACCEPTED = 0
 CONNACK_BAD_PROTOCOL = 1
 CONNACK_ID_REJECTED = 2
 CONNACK_NOT_AUTHORIZED_AWS = 7
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped as ``repr`` does (a reason may quote what
-    a client sent, e.g. a decoder's error), so that it cannot forge a log line."""
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 class ConnState(Enum):
@@ -608,7 +603,10 @@ class MqttProtocol:
         """End a connection that never got as far as CONNACK: no session, no events."""
         link = self._link
         log.warning(
-            "refused connection from %s:%s: %s", link.peer_ip, link.peer_port, printable(detail)
+            "refused connection from %s:%s: %s",
+            link.peer_ip,
+            link.peer_port,
+            escape_controls(detail),
         )
         self.state = ConnState.CLOSING
         self.close_reason = DisconnectReason.CLIENT_ERROR
@@ -617,12 +615,12 @@ class MqttProtocol:
         if self.state is ConnState.AWAITING_CONNECT:
             self._refuse(detail)
         elif self.state is ConnState.CONNECTED:
-            log.warning("closing %s: protocol error: %s", self.name, printable(detail))
+            log.warning("closing %s: protocol error: %s", self.name, escape_controls(detail))
             self.state = ConnState.CLOSING
             self.close_reason = DisconnectReason.CLIENT_ERROR
 
     def _close(self, reason: DisconnectReason, detail: str) -> None:
-        log.warning("closing %s: %s", self.name, printable(detail))
+        log.warning("closing %s: %s", self.name, escape_controls(detail))
         self.state = ConnState.CLOSING
         self.close_reason = reason
 
