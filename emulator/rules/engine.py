@@ -118,6 +118,12 @@ class _Entry:
         self.source: tuple[str, str] = ("rule", spec.name)
 
 
+def _source(msg: InboundMessage, entry: _Entry) -> Hashable:
+    """The fair queues' key for a message's work: its client, else the client a republished
+    message comes from, else its rule."""
+    return msg.client_id or msg.origin or entry.source
+
+
 class _Run:
     """One rule's actions for one message, built only when the error action may follow
     (an action failed, or went to the workers): it fires once, after all of them.
@@ -319,7 +325,7 @@ class RulesEngine:
                 self._record_failure(run, action.failed_name, action.type_name, str(exc))
                 continue
             run.pending += 1
-            if not self._admit(msg.client_id or msg.origin or entry.source, (run, action, request)):
+            if not self._admit(_source(msg, entry), (run, action, request)):
                 run.pending -= 1
                 self._refused(run, action)
         if run is not None and run.pending == 0:
@@ -353,7 +359,7 @@ class RulesEngine:
 
     def _refused(self, run: _Run, action: Action[Any]) -> None:
         """An action the queue did not admit: its source is at its bound, or all are."""
-        source = run.msg.client_id or run.msg.origin or run.entry.source
+        source = _source(run.msg, run.entry)
         if self._queue.queue.waiting(source) >= self._queue.queue.per_key:
             problem = "the rules engine's action queue is full for this client"
         else:
@@ -393,7 +399,7 @@ class RulesEngine:
         while True:
             run, action, request = await self._queue.get()
             try:
-                source(run.msg.client_id or run.msg.origin or run.entry.source)
+                source(_source(run.msg, run.entry))
                 await action.execute(request, self.targets)
                 if not run.is_error_action:  # counters are the rule's own actions
                     run.entry.counters.actions_ok += 1
@@ -401,7 +407,7 @@ class RulesEngine:
                 self._record_failure(run, exc.action, exc.resource, exc.message, logged=False)
                 self._log_limit(
                     run.entry.name,
-                    run.msg.client_id or run.msg.origin or run.entry.source,
+                    _source(run.msg, run.entry),
                     f"{exc.action} on {exc.resource} refused: {exc.message}",
                 )
             except ActionError as exc:
@@ -422,7 +428,7 @@ class RulesEngine:
         loop, pool = self._loop, self._external
         if loop is None or pool is None:
             return
-        source = msg.client_id or msg.origin or entry.source
+        source = _source(msg, entry)
         own = replace(ctx, external=LoopExternalCalls(loop, self.targets, source))
 
         def evaluate() -> None:
@@ -521,7 +527,7 @@ class RulesEngine:
             log.warning("rule %s: error action could not be rendered: %s", run.entry.name, exc)
             return
         sink.pending = 1
-        source = msg.client_id or msg.origin or run.entry.source
+        source = _source(msg, run.entry)
         if not self._admit(source, (sink, action, request)):
             if self._limit_unlogged(source) is not None:
                 log.warning(
