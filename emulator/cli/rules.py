@@ -28,7 +28,7 @@ def add_parser(sub: Any) -> None:
         "--jsonl",
         action="store_true",
         required=True,
-        help='input lines: {"sql", "topic", "payload"|"payload_text"|"payload_b64", "client_id"?, "sql_version"?}',
+        help='input lines: {"sql", "topic", "payload"|"payload_text"|"payload_b64", "client_id"?, "principal"?, "source_ip"?, "timestamp"?, "sql_version"?}',
     )
     ev.set_defaults(handler=lambda args: run_eval(sys.stdin, sys.stdout))
 
@@ -60,6 +60,7 @@ def _context(line: dict[str, Any]) -> MessageContext:
         int(line.get("timestamp", time.time() * 1000)),
         client_id=line.get("client_id"),
         principal=line.get("principal"),
+        source_ip=line.get("source_ip"),
     )
 
 

@@ -51,6 +51,7 @@ class MessageContexts:
         ctx.payload = msg.payload
         ctx.client_id = msg.client_id
         ctx.principal = msg.principal
+        ctx.source_ip = None
         ctx.timestamp_ms = msg.timestamp_ms
         ctx.trace_id = msg.trace_id
         ctx.newuuid = self.newuuid
@@ -68,6 +69,7 @@ class MessageContexts:
         timestamp_ms: int,
         client_id: str | None = None,
         principal: str | None = None,
+        source_ip: str | None = None,
     ) -> MessageContext:
         """The context of a message given by hand (``rules eval`` and ``rules test``)."""
         return MessageContext(
@@ -75,6 +77,7 @@ class MessageContexts:
             payload=payload,
             client_id=client_id,
             principal=principal,
+            source_ip=source_ip,
             timestamp_ms=timestamp_ms,
             newuuid=self.newuuid,
             random=self.random,

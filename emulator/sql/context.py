@@ -49,8 +49,9 @@ class MessageContext:
 
     topic: str
     payload: bytes
-    client_id: str | None = None
+    client_id: str | None = None  # None: not from an MQTT client (clientid() is "n/a")
     principal: str | None = None
+    source_ip: str | None = None  # sourceip(): the publishing client's address
     timestamp_ms: int = 0
     trace_id: str | None = None
     newuuid: Callable[[], str] | None = None

@@ -10,8 +10,7 @@ from emulator.sql.errors import RuleSyntaxError
 
 class Kind(Enum):
     IDENT = "identifier"
-    QUOTED = "quoted identifier"  # `name` or "name"
-    STRING = "string"  # 'text'
+    STRING = "string"  # 'text' or "text": AWS IoT SQL has no quoted names
     INT = "integer"
     DECIMAL = "decimal"
     OP = "operator"
@@ -102,15 +101,19 @@ def tokenize(sql: str) -> list[Token]:
                     while i < n and sql[i].isdigit():
                         i += 1
             tokens.append(Token(kind, sql[start:i], start, line, col))
-        elif ch in "'`\"":
+        elif ch == "`":
+            raise fail(
+                "AWS IoT SQL has no quoted names: for a key such as my-key, "
+                "write get(obj, 'my-key') (or get(*, 'my-key') at the top)",
+                start,
+            )
+        elif ch in "'\"":
             quote = ch
             i += 1
             chars: list[str] = []
             while True:
                 if i >= n:
-                    raise fail(
-                        f"unterminated {'string' if quote == chr(39) else 'quoted name'}", start
-                    )
+                    raise fail("unterminated string", start)
                 c = sql[i]
                 if c == quote:
                     if i + 1 < n and sql[i + 1] == quote:  # doubled quote escapes itself
@@ -119,7 +122,7 @@ def tokenize(sql: str) -> list[Token]:
                         continue
                     i += 1
                     break
-                if c == "\\" and i + 1 < n and quote == "'":
+                if c == "\\" and i + 1 < n:
                     nxt = sql[i + 1]
                     chars.append({"n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
                     i += 2
@@ -129,8 +132,7 @@ def tokenize(sql: str) -> list[Token]:
                     line_start = i + 1
                 chars.append(c)
                 i += 1
-            kind = Kind.STRING if quote == "'" else Kind.QUOTED
-            tokens.append(Token(kind, "".join(chars), start, line, col))
+            tokens.append(Token(Kind.STRING, "".join(chars), start, line, col))
         else:
             for op in OPERATORS:
                 if sql.startswith(op, i):

@@ -154,10 +154,7 @@ class Parser:
 
     def parse_name(self) -> str:
         t = self.tok
-        if t.kind in (Kind.IDENT, Kind.QUOTED):
-            self.advance()
-            return t.text
-        if t.kind is Kind.STRING:  # AS 'name' is accepted by AWS
+        if t.kind in (Kind.IDENT, Kind.STRING):  # AS 'name' is accepted by AWS
             self.advance()
             return t.text
         raise self.error(f"expected a name, found {self.describe()}")
@@ -204,7 +201,7 @@ class Parser:
                     node = ast.Member(t.pos, node, "*")
                 else:
                     nt = self.tok
-                    if nt.kind in (Kind.IDENT, Kind.QUOTED, Kind.INT):
+                    if nt.kind in (Kind.IDENT, Kind.INT):
                         self.advance()
                         node = ast.Member(t.pos, node, nt.text)
                     else:
@@ -230,9 +227,6 @@ class Parser:
         if kind is Kind.STRING:
             self.advance()
             return ast.Literal(t.pos, t.text)
-        if kind is Kind.QUOTED:
-            self.advance()
-            return ast.Field(t.pos, t.text)
         if kind is Kind.OP:
             if t.text == "(":
                 self.advance()
@@ -280,7 +274,7 @@ class Parser:
                 if lower == "cast":
                     self.expect_kw("AS")
                     type_tok = self.tok
-                    if type_tok.kind not in (Kind.IDENT, Kind.STRING, Kind.QUOTED):
+                    if type_tok.kind not in (Kind.IDENT, Kind.STRING):
                         raise self.error("expected a type name after AS")
                     self.advance()
                     args.append(ast.Literal(type_tok.pos, type_tok.text))
@@ -310,7 +304,7 @@ class Parser:
         if not self.is_op("}"):
             while True:
                 t = self.tok
-                if t.kind not in (Kind.STRING, Kind.QUOTED, Kind.IDENT):
+                if t.kind not in (Kind.STRING, Kind.IDENT):
                     raise self.error("expected a key in the object literal")
                 self.advance()
                 self.expect_op(":")
