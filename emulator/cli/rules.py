@@ -42,8 +42,20 @@ def add_parser(sub: Any) -> None:
     test.add_argument("--json", action="store_true", help="print JSON instead of text")
     test.set_defaults(handler=run_test)
 
-    check = cmds.add_parser("check", help="validate rule files and templates")
+    check = cmds.add_parser(
+        "check",
+        help="validate rule files and templates",
+        description="Each path (a file, or a folder of rule files) is checked on its own, "
+        "as a deployment of its own: rules/ and template.yaml may describe the same stack. "
+        "With --together, all paths are one deployment, as 'up --rules A --rules B' loads "
+        "them (a name declared twice is then an error naming both places).",
+    )
     check.add_argument("paths", nargs="+")
+    check.add_argument(
+        "--together",
+        action="store_true",
+        help="check all paths as one deployment (as up --rules loads them)",
+    )
     check.set_defaults(handler=run_check)
 
 
@@ -120,13 +132,21 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    project = load_project(_paths(args.paths))
-    for diagnostic in project.diagnostics:
-        print(diagnostic)
-    errors = len(project.errors)
-    summary = (
-        f"{len(project.files)} files, {len(project.rules)} rules, {len(project.functions)} functions, "
-        f"{len(project.tables)} tables, {len(project.streams)} streams: {errors} errors"
-    )
-    print(summary, file=sys.stderr)
-    return 1 if errors or not project.files else 0
+    """Print every diagnostic and one summary per deployment checked; 1 if any has errors
+    or names no file."""
+    names: list[str] = args.paths
+    groups = [names] if args.together else [[name] for name in names]
+    failed = False
+    for group in groups:
+        project = load_project([Path(name) for name in group])
+        for diagnostic in project.diagnostics:
+            print(diagnostic)
+        errors = len(project.errors)
+        print(
+            f"{' + '.join(group)}: {len(project.files)} files, "
+            f"{len(project.rules)} rules, {len(project.functions)} functions, "
+            f"{len(project.tables)} tables, {len(project.streams)} streams: {errors} errors",
+            file=sys.stderr,
+        )
+        failed = failed or bool(errors) or not project.files
+    return 1 if failed else 0

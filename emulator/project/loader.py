@@ -23,6 +23,8 @@ from emulator.project.model import (
     KeySchema,
     PolicySpec,
     Project,
+    RuleSpec,
+    SourceRef,
     StreamSpec,
     TableSpec,
 )
@@ -257,15 +259,35 @@ def check_references(out: Collector) -> None:
                     f"event source mapping: unknown stream '{mapping.stream}'",
                 )
             )
-    seen: set[str] = set()
-    for rule in list(out.rules):
-        if rule.name in seen and rule.source is not None:
+    check_unique(out)
+
+
+def check_unique(out: Collector) -> None:
+    """Names are unique in one deployment, as in an AWS account and region: a second
+    declaration is an error naming both places (e.g. a rule in rules/ and in a template
+    loaded together)."""
+    kinds: tuple[
+        tuple[str, tuple[RuleSpec | FunctionSpec | TableSpec | StreamSpec | PolicySpec, ...]], ...
+    ] = (
+        ("rule", tuple(out.rules)),
+        ("function", tuple(out.functions)),
+        ("table", tuple(out.tables)),
+        ("stream", tuple(out.streams)),
+        ("policy", tuple(out.policies)),
+    )
+    for kind, specs in kinds:
+        first: dict[str, SourceRef | None] = {}
+        for spec in specs:
+            if spec.name not in first:
+                first[spec.name] = spec.source
+                continue
+            src, earlier = spec.source, first[spec.name]
+            where = f" (first at {earlier})" if earlier is not None else ""
             out.diagnostics.append(
                 Diagnostic(
-                    rule.source.file,
-                    rule.source.line,
-                    rule.source.column,
-                    f"rule '{rule.name}' is defined twice",
+                    src.file if src else Path(),
+                    src.line if src else 0,
+                    src.column if src else 0,
+                    f"{kind} '{spec.name}' is defined twice{where}",
                 )
             )
-        seen.add(rule.name)

@@ -152,8 +152,32 @@ def test_rules_check_exits_non_zero_with_messages() -> None:
     for path in ("rules", "template.yaml"):
         good = _cli("rules", "check", path)
         assert good.returncode == 0, good.stdout
-    both = _cli("rules", "check", "rules", "template.yaml")  # the same rules twice
-    assert both.returncode == 1 and "rule 'ChatStore' is defined twice" in both.stdout
+    # Two descriptions of the same stack: each path is checked on its own ...
+    both = _cli("rules", "check", "rules/", "template.yaml")
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert "rules/: 1 files, 5 rules" in both.stderr
+    assert "template.yaml: 1 files, 5 rules" in both.stderr
+    # ... unless asked to load them as one deployment, as `up --rules rules --rules
+    # template.yaml` would: then each second declaration names the first.
+    together = _cli("rules", "check", "--together", "rules/", "template.yaml")
+    assert together.returncode == 1
+    assert (
+        "template.yaml:105:5: rule 'ChatStore' is defined twice (first at rules/chat.yaml:15:5)"
+        in together.stdout.splitlines()
+    ), together.stdout
+    assert "function 'chat' is defined twice (first at rules/chat.yaml:" in together.stdout
+
+
+def test_a_name_declared_twice_in_one_folder_names_both_places(tmp_path: Path) -> None:
+    rule = (
+        "  - ruleName: R\n    sql: \"SELECT * FROM 'a'\"\n    actions: [{republish: {topic: b}}]\n"
+    )
+    (tmp_path / "a.yaml").write_text("rules:\n" + rule)
+    (tmp_path / "b.yaml").write_text("# second\nrules:\n" + rule)
+    project = load_project([tmp_path])
+    assert [str(d) for d in project.errors] == [
+        f"{tmp_path / 'b.yaml'}:3:5: rule 'R' is defined twice (first at {tmp_path / 'a.yaml'}:2:5)"
+    ]
 
 
 def test_rules_eval_jsonl() -> None:
