@@ -24,10 +24,15 @@ def dry_run(rules: Iterable[RuleSpec], ctx: MessageContext) -> list[dict[str, Js
         compiled = rule.compiled
         if rule.rule_disabled or compiled is None:
             continue
-        output = compiled.statement.evaluate(ctx)
+        statement = compiled.statement
+        if not statement.matches_topic(ctx.topic):
+            continue
+        # one Env for the statement and the templates, as in the engine: both see the
+        # original message and the statement's SET variables
+        env = Env(ctx.document, ctx, rule.aws_iot_sql_version, ctx.payload)
+        output = statement.evaluate_env(env)
         if output is NO_MATCH:
             continue
-        env = Env(ctx.document, ctx, rule.aws_iot_sql_version, ctx.payload)
         results.append(
             {
                 "rule": rule.name,

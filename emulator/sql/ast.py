@@ -27,6 +27,11 @@ class Field(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Variable(Node):
+    name: str  # with its '@', as written in SET
+
+
+@dataclass(frozen=True, slots=True)
 class Member(Node):
     target: Node
     name: str
@@ -53,8 +58,9 @@ class Binary(Node):
 
 @dataclass(frozen=True, slots=True)
 class Call(Node):
-    name: str  # lower-cased
+    name: str  # lower-cased: function names are case-insensitive
     args: tuple[Node, ...]
+    written: str = ""  # as the user spelled it, for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,17 @@ class SelectItem(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class Assignment(Node):
+    variable: str  # with its '@'
+    expr: Node
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Node):
     value: bool  # SELECT VALUE
     items: tuple[SelectItem, ...]
-    source: Node | str  # top level: the topic filter string; nested: an expression
+    # top level: the topic filter string, or None without FROM (a rule only Basic Ingest
+    # triggers); nested: an expression (``FROM *`` is the whole document)
+    source: Node | str | None
     where: Node | None
+    assignments: tuple[Assignment, ...] = ()  # SET, top level only

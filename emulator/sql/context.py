@@ -72,15 +72,22 @@ class MessageContext:
 class Env:
     """The document an expression reads (the payload, or an array element inside a nested
     SELECT), with the message it came from. A plain slotted class: one is built per
-    message and per nested element, so construction must stay cheap."""
+    message and per nested element, so construction must stay cheap.
 
-    __slots__ = ("doc", "msg", "sql_version", "raw")
+    ``variables``: the values of the statement's SET clause, by name with its '@', set by
+    the statement before SELECT and WHERE run; the action templates rendered with the
+    same ``Env`` read them too. None when the statement has no SET."""
+
+    __slots__ = ("doc", "msg", "sql_version", "raw", "variables")
 
     def __init__(self, doc: Any, msg: MessageContext, sql_version: str, raw: bytes) -> None:
         self.doc = doc
         self.msg = msg
         self.sql_version = sql_version
         self.raw = raw
+        self.variables: dict[str, Any] | None = None
 
     def child(self, doc: Any) -> Env:
-        return Env(doc, self.msg, self.sql_version, self.raw)
+        env = Env(doc, self.msg, self.sql_version, self.raw)
+        env.variables = self.variables
+        return env

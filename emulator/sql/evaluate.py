@@ -46,6 +46,15 @@ class Compiler:
     def star(self, node: ast.Star) -> Compiled:
         return lambda env: env.raw if env.doc is UNDEFINED else env.doc
 
+    def variable(self, node: ast.Variable) -> Compiled:
+        name = node.name
+
+        def get(env: Env) -> Any:
+            variables = env.variables
+            return UNDEFINED if variables is None else variables.get(name, UNDEFINED)
+
+        return get
+
     def field(self, node: ast.Field) -> Compiled:
         name = node.name
 
@@ -149,9 +158,10 @@ class Compiler:
         return lambda env: fn(left(env), right(env))
 
     def call(self, node: ast.Call) -> Compiled:
+        name = node.written or node.name  # messages use the user's spelling
         function = REGISTRY.get(node.name)
         if function is None:
-            raise self.error(f"unknown function '{node.name}'", node.pos)
+            raise self.error(f"unknown function '{name}'", node.pos)
         n = len(node.args)
         if not function.min_args <= n <= function.max_args:
             expected = (
@@ -159,14 +169,28 @@ class Compiler:
                 if function.min_args == function.max_args
                 else f"{function.min_args} to {function.max_args}"
             )
-            raise self.error(f"{node.name}() takes {expected} arguments, got {n}", node.pos)
+            raise self.error(f"{name}() takes {expected} arguments, got {n}", node.pos)
+        if function.check is not None:
+            problem = function.check(node.args)
+            if problem:
+                raise self.error(f"{name}(): {problem}", node.pos)
         self.function_names.add(node.name)
         self.uses_external |= function.external
         args = [self.expr(a) for a in node.args]
         impl = function.impl
-        name = node.name
         if not args and function.direct is not None:
             return function.direct
+        if function.lazy:  # the function evaluates its arguments itself (get_or_default)
+
+            def call_lazy(env: Env) -> Any:
+                try:
+                    return impl(env, args)
+                except RuleEvaluationError:
+                    raise
+                except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
+                    raise RuleEvaluationError(f"{name}(): {exc}") from exc
+
+            return call_lazy
         if not args:  # topic(), newuuid(): no argument list to build per call
             no_args: list[Any] = []
 
@@ -249,14 +273,16 @@ class Compiler:
     def nested(self, node: ast.Select) -> Compiled:
         if self.sql_version == "2015-10-08":
             raise self.error("nested queries need SQL version 2016-03-23", node.pos)
-        assert not isinstance(node.source, str)
+        assert isinstance(node.source, ast.Node)
         source = self.expr(node.source)
         project = self.projection(node)
         where = self.expr(node.where) if node.where is not None else None
 
         def run(env: Env) -> Any:
             items = source(env)
-            if type(items) is not list:
+            if type(items) is dict:
+                items = [items]  # an object (FROM *, FROM obj) is one row
+            elif type(items) is not list:
                 return UNDEFINED
             out = []
             for item in items:
@@ -362,6 +388,8 @@ def _star_then_fields(fields: list[tuple[str, Compiled]]) -> Compiled:
 def _default_name(expr: ast.Node, index: int) -> str:
     if isinstance(expr, ast.Field):
         return expr.name
+    if isinstance(expr, ast.Variable):
+        return expr.name[1:]
     if isinstance(expr, ast.Member):
         return expr.name
     if isinstance(expr, ast.Call):
@@ -373,6 +401,7 @@ _DISPATCH: dict[type, Callable[[Compiler, Any], Compiled]] = {
     ast.Literal: Compiler.literal,
     ast.Star: Compiler.star,
     ast.Field: Compiler.field,
+    ast.Variable: Compiler.variable,
     ast.Member: Compiler.member,
     ast.Index: Compiler.index,
     ast.Unary: Compiler.unary,

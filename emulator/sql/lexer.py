@@ -11,6 +11,7 @@ from emulator.sql.errors import RuleSyntaxError
 class Kind(Enum):
     IDENT = "identifier"
     STRING = "string"  # 'text' or "text": AWS IoT SQL has no quoted names
+    VARIABLE = "variable"  # @name, set by the SET clause
     INT = "integer"
     DECIMAL = "decimal"
     OP = "operator"
@@ -81,6 +82,13 @@ def tokenize(sql: str) -> list[Token]:
             while i < n and (sql[i].isalnum() or sql[i] in "_$"):
                 i += 1
             tokens.append(Token(Kind.IDENT, sql[start:i], start, line, col))
+        elif ch == "@":
+            i += 1
+            while i < n and (sql[i].isalnum() or sql[i] == "_"):
+                i += 1
+            if i == start + 1:
+                raise fail("expected a variable name after '@'", start)
+            tokens.append(Token(Kind.VARIABLE, sql[start:i], start, line, col))
         elif ch.isdigit():
             i += 1
             while i < n and sql[i].isdigit():

@@ -49,11 +49,20 @@ _KEYWORDS = {
 }
 
 
+MAX_VARIABLES = 10  # aws-iot-current.md, SET clause limits
+MAX_VARIABLE_NAME = 64
+
+
 class Parser:
-    def __init__(self, sql: str) -> None:
+    """``variables``: the names a ``@name`` may refer to. A statement starts with none and
+    its SET clause adds them in order; None accepts any name (a substitution template is
+    parsed on its own, apart from the statement whose SET defines them)."""
+
+    def __init__(self, sql: str, variables: set[str] | None = None) -> None:
         self.sql = sql
         self.tokens = tokenize(sql)
         self.i = 0
+        self.variables = variables
 
     # -- token helpers ---------------------------------------------------------------
     @property
@@ -108,12 +117,43 @@ class Parser:
 
     # -- statements ------------------------------------------------------------------
     def parse_statement(self) -> ast.Select:
-        select = self.parse_select(top_level=True)
+        self.variables = set()  # a statement's variables are the ones its SET defines
+        assignments = self.parse_set() if self.is_kw("SET") else ()
+        select = self.parse_select(top_level=True, assignments=assignments)
         if self.tok.kind is not Kind.EOF:
             raise self.error(f"unexpected {self.describe()} after the statement")
         return select
 
-    def parse_select(self, top_level: bool) -> ast.Select:
+    def parse_set(self) -> tuple[ast.Assignment, ...]:
+        """``SET @a = expr [, @b = expr]``: before SELECT, once; each name assigned once
+        and usable after its own assignment (aws-iot-current.md, SET clause)."""
+        self.advance()
+        defined: set[str] = set()
+        self.variables = defined
+        out: list[ast.Assignment] = []
+        while True:
+            t = self.tok
+            if t.kind is not Kind.VARIABLE:
+                raise self.error(f"expected a variable such as @name, found {self.describe()}")
+            if len(t.text) - 1 > MAX_VARIABLE_NAME:
+                raise self.error(f"variable name longer than {MAX_VARIABLE_NAME} characters")
+            if t.text in defined:
+                raise self.error(f"variable {t.text} is assigned twice (variables are immutable)")
+            if len(defined) == MAX_VARIABLES:
+                raise self.error(f"more than {MAX_VARIABLES} variables in SET")
+            self.advance()
+            self.expect_op("=")
+            out.append(ast.Assignment(t.pos, t.text, self.parse_expr()))
+            defined.add(t.text)
+            if not self.accept_op(","):
+                break
+        if self.is_kw("SET"):
+            raise self.error("SET may be used only once per statement")
+        return tuple(out)
+
+    def parse_select(
+        self, top_level: bool, assignments: tuple[ast.Assignment, ...] = ()
+    ) -> ast.Select:
         start = self.expect_kw("SELECT")
         value = self.accept_kw("VALUE")
         items: list[ast.SelectItem] = []
@@ -123,18 +163,24 @@ class Parser:
                 break
         if value and len(items) != 1:
             raise self.error("SELECT VALUE takes exactly one expression", start)
-        self.expect_kw("FROM")
-        source: ast.Node | str
+        source: ast.Node | str | None
         if top_level:
-            t = self.tok
-            if t.kind is not Kind.STRING:
-                raise self.error("expected the topic filter as a quoted string after FROM")
-            self.advance()
-            source = t.text
+            # FROM is optional for a rule only Basic Ingest triggers (iot-sql-reference.md)
+            if self.accept_kw("FROM"):
+                t = self.tok
+                if t.kind is not Kind.STRING:
+                    raise self.error("expected the topic filter as a quoted string after FROM")
+                self.advance()
+                source = t.text
+            elif self.tok.kind is Kind.EOF or self.is_kw("WHERE"):
+                source = None
+            else:
+                raise self.error(f"expected FROM, found {self.describe()}")
         else:
+            self.expect_kw("FROM")
             source = self.parse_expr()
         where = self.parse_expr() if self.accept_kw("WHERE") else None
-        return ast.Select(start.pos, value, tuple(items), source, where)
+        return ast.Select(start.pos, value, tuple(items), source, where, assignments)
 
     def parse_select_item(self, value: bool) -> ast.SelectItem:
         t = self.tok
@@ -227,6 +273,11 @@ class Parser:
         if kind is Kind.STRING:
             self.advance()
             return ast.Literal(t.pos, t.text)
+        if kind is Kind.VARIABLE:
+            if self.variables is not None and t.text not in self.variables:
+                raise self.error(f"variable {t.text} is not set (SET {t.text} = ... before SELECT)")
+            self.advance()
+            return ast.Variable(t.pos, t.text)
         if kind is Kind.OP:
             if t.text == "(":
                 self.advance()
@@ -254,6 +305,8 @@ class Parser:
                 return ast.Literal(t.pos, None)
             if word == "CASE":
                 return self.parse_case()
+            if word == "SELECT":  # a nested query is an expression (iot-sql-nested-queries.md)
+                return self.parse_select(top_level=False)
             if word in _KEYWORDS:
                 raise self.error(f"unexpected keyword {t.text}")
             self.advance()
@@ -282,7 +335,7 @@ class Parser:
                 if not self.accept_op(","):
                     break
         self.expect_op(")")
-        return ast.Call(name.pos, lower, tuple(args))
+        return ast.Call(name.pos, lower, tuple(args), name.text)
 
     def parse_case(self) -> ast.Node:
         start = self.advance()

@@ -10,7 +10,7 @@ from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.evaluate import Compiler
 from emulator.sql.functions import REGISTRY
 from emulator.sql.parser import parse
-from emulator.sql.values import UNDEFINED, to_json
+from emulator.sql.values import UNDEFINED, to_json, to_string
 from emulator.topics import matches, validate_topic_filter
 
 SQL_VERSIONS = ("2015-10-08", "2016-03-23", "beta")
@@ -27,7 +27,10 @@ NO_MATCH: Final = _NoMatch()
 
 
 class Statement:
-    """A parsed and compiled ``SELECT ... FROM 'filter' [WHERE ...]``."""
+    """A parsed and compiled ``[SET @v = ...] SELECT ... [FROM 'filter'] [WHERE ...]``.
+
+    ``topic_filter`` is None for a statement without FROM: a rule only Basic Ingest
+    (``$aws/rules/<name>/...``) triggers; ``evaluate`` then takes any topic."""
 
     __slots__ = (
         "sql",
@@ -37,6 +40,7 @@ class Statement:
         "function_names",
         "_project",
         "_where",
+        "_assignments",
         "_fresh_object",
         "_scalar_over_flat",
     )
@@ -47,12 +51,14 @@ class Statement:
                 f"unknown SQL version {sql_version!r} (use 2016-03-23 or 2015-10-08)", sql, 1, 1
             )
         tree = parse(sql)
-        assert isinstance(tree.source, str)
-        problem = validate_topic_filter(tree.source)
-        if problem:
-            start = sql.find(tree.source)
-            raise RuleSyntaxError(f"FROM: {problem}", sql, 1, max(start, 0) + 1)
+        assert tree.source is None or isinstance(tree.source, str)
+        if tree.source is not None:
+            problem = validate_topic_filter(tree.source)
+            if problem:
+                start = sql.find(tree.source)
+                raise RuleSyntaxError(f"FROM: {problem}", sql, 1, max(start, 0) + 1)
         compiler = Compiler(sql, sql_version)
+        self._assignments = tuple((a.variable, compiler.expr(a.expr)) for a in tree.assignments)
         self._project = compiler.projection(tree)
         self._where = compiler.expr(tree.where) if tree.where is not None else None
         # SELECT a, b, * builds a new dict per message, which may be converted in place;
@@ -70,11 +76,11 @@ class Statement:
         self.function_names = frozenset(compiler.function_names)
 
     def matches_topic(self, topic: str) -> bool:
-        return matches(self.topic_filter, topic)
+        return self.topic_filter is not None and matches(self.topic_filter, topic)
 
     def evaluate(self, ctx: MessageContext) -> Json | _NoMatch:
         """The rule's output for this message, or NO_MATCH (topic or WHERE)."""
-        if not matches(self.topic_filter, ctx.topic):
+        if self.topic_filter is not None and not matches(self.topic_filter, ctx.topic):
             return NO_MATCH
         return self.evaluate_matched(ctx)
 
@@ -89,6 +95,8 @@ class Statement:
         ``flat_document``: ``env.doc`` is a document ``parse_document`` found flat (no
         Decimal, no nested value), so a copy of it needs no ``to_json``."""
         try:
+            if self._assignments:
+                env.variables = _assign(self._assignments, env)
             if self._where is not None and self._where(env) is not True:
                 return NO_MATCH
             out = self._project(env)
@@ -112,6 +120,30 @@ class Statement:
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
+MAX_VARIABLE_BYTES = 128 * 1024  # each value, and all together (SET clause limits)
+
+
+def _assign(assignments: tuple[tuple[str, Any], ...], env: Env) -> dict[str, Any]:
+    """The SET clause's values, in order: each may read the ones before it."""
+    variables: dict[str, Any] = {}
+    env.variables = variables
+    total = 0
+    for name, expression in assignments:
+        value = expression(env)
+        if type(value) is bytes:
+            raise RuleEvaluationError(
+                f"SET {name}: the payload is not JSON; a variable takes JSON values only "
+                "(encode(*, 'base64') first)"
+            )
+        if type(value) in (str, list, dict):
+            size = len(to_string(value, env.sql_version).encode())
+            total += size
+            if size > MAX_VARIABLE_BYTES or total > MAX_VARIABLE_BYTES:
+                raise RuleEvaluationError(
+                    f"SET {name}: variables hold at most 128 KiB of JSON, each and together"
+                )
+        variables[name] = value
+    return variables
 
 
 def _scalar_over_flat(node: ast.Node) -> bool:

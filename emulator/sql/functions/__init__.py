@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from emulator.sql.functions import aws, data, message, numbers, strings
+from emulator.sql.functions import aws, conditional, data, message, numbers, strings
 from emulator.sql.functions.registry import Function
 
 
@@ -32,4 +32,5 @@ REGISTRY: Final = _merge(
     data.TABLE.functions,
     message.TABLE.functions,
     aws.TABLE.functions,
+    conditional.TABLE.functions,
 )

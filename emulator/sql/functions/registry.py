@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.sql import ast
 from emulator.sql.context import Env
 from emulator.sql.values import UNDEFINED, to_number, to_string
 
@@ -24,6 +25,11 @@ class Function:
     # expression is this function itself (the hot path calls clientid()/timestamp()).
     # Each returns a str, int, bool or None, or Undefined: statement.py relies on it.
     direct: Callable[[Env], Any] | None = None
+    # The implementation gets its arguments compiled, unevaluated, and runs them itself:
+    # get_or_default() must see an argument fail without the call failing.
+    lazy: bool = False
+    # Checks the arguments' expressions when the statement compiles; a message is an error.
+    check: Callable[[tuple[ast.Node, ...]], str | None] | None = None
 
 
 class FunctionTable:
@@ -35,11 +41,23 @@ class FunctionTable:
         self.functions: dict[str, Function] = {}
 
     def register(
-        self, name: str, min_args: int, max_args: int | None = None, external: bool = False
+        self,
+        name: str,
+        min_args: int,
+        max_args: int | None = None,
+        external: bool = False,
+        lazy: bool = False,
+        check: Callable[[tuple[ast.Node, ...]], str | None] | None = None,
     ) -> Callable[[Impl], Impl]:
         def wrap(fn: Impl) -> Impl:
             self.functions[name.lower()] = Function(
-                name, min_args, min_args if max_args is None else max_args, fn, external
+                name,
+                min_args,
+                min_args if max_args is None else max_args,
+                fn,
+                external,
+                lazy=lazy,
+                check=check,
             )
             return fn
 
