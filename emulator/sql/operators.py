@@ -1,4 +1,10 @@
-"""AWS IoT SQL operators with the type rules of iot-sql-operators.md. Pure functions."""
+"""AWS IoT SQL operators with the type rules of iot-sql-operators.md. Pure functions.
+
+Every row of the page's operator tables is a case in tests/unit/sql_cases/docs_operators.yaml.
+Where a table says an operand is "converted", the conversion is the one of
+iot-sql-data-types.md ("To decimal", "To string"): only strings matching its regex are numbers,
+and Null or Undefined made into a String is Undefined.
+"""
 
 from __future__ import annotations
 
@@ -89,7 +95,8 @@ def op_add(a: Any, b: Any, sql_version: str = "2016-03-23") -> Any:
     if ta is int and tb is int:
         return a + b
     if ta is str or tb is str:
-        if a is UNDEFINED or b is UNDEFINED:
+        # iot-sql-data-types.md, "To string": Null and Undefined convert to Undefined
+        if a is UNDEFINED or b is UNDEFINED or a is None or b is None:
             return UNDEFINED
         return to_string(a, sql_version) + to_string(b, sql_version)
     if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
