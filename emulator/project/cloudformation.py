@@ -24,6 +24,7 @@ from emulator.project.model import (
     TableSpec,
 )
 from emulator.project.topic_rules import add_rule
+from emulator.project.yamlpos import PosStr, position_of
 
 
 class Unresolved(Exception):
@@ -168,6 +169,15 @@ class Template:
         return re.sub(r"\$\{([^}]*)\}", replace, text)
 
 
+def _text(t: Template, value: Any) -> Any:
+    """A string property resolved; a string an intrinsic made (``!Sub``, ``!Join``) keeps
+    the intrinsic's position, so its errors point there."""
+    if not isinstance(value, dict):
+        return value
+    resolved = t.resolve(value)
+    return PosStr.at(resolved, *position_of(value)) if isinstance(resolved, str) else resolved
+
+
 def _camel(value: Any) -> Any:
     """TopicRulePayload in CloudFormation is PascalCase; the API (and our YAML) is camelCase."""
     if isinstance(value, dict):
@@ -236,9 +246,7 @@ def _rule(t: Template, out: Collector, logical_id: str, res: Any, props: dict[st
         out.error(t.file, res, f"rule '{logical_id}' needs TopicRulePayload")
         return
     name = t.local_name(logical_id)
-    sql = payload.get("Sql")
-    if isinstance(sql, dict):
-        sql = t.resolve(sql)
+    sql = _text(t, payload.get("Sql"))
     actions = [_camel_action(t.resolve(a)) for a in payload.get("Actions") or []]
     # Keep the positions of the action nodes for diagnostics.
     for raw, resolved in zip(payload.get("Actions") or [], actions, strict=False):
@@ -303,7 +311,7 @@ def _function(
                 out,
                 event,
                 f"{logical_id}{event_id}",
-                t.resolve(eprops.get("Sql")),
+                _text(t, eprops.get("Sql")),
                 str(eprops.get("AwsIotSqlVersion", "2015-10-08")),
                 [LambdaAction.invoking(name)],
                 None,

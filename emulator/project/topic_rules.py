@@ -15,7 +15,7 @@ from emulator.actions.base import Action, field_value
 from emulator.actions.registry import ACTION_TYPES
 from emulator.project.collect import Collector, plain, source_of
 from emulator.project.model import ActionSpec, CompiledRule, Diagnostic, RuleSpec, SourceRef
-from emulator.project.yamlpos import PosStr, position_of
+from emulator.project.yamlpos import PosStr, position_of, sql_offset
 from emulator.sql.errors import RuleSyntaxError
 from emulator.sql.statement import compile_statement
 from emulator.sql.templates import Template, compile_template
@@ -83,18 +83,11 @@ def add_rule(
 
 
 def _sql_position(sql: Any, exc: RuleSyntaxError | None) -> tuple[int, int]:
-    """Map a position inside the SQL text to the file, through the scalar's start."""
-    line = getattr(sql, "text_line", getattr(sql, "line", 1))
-    column = getattr(sql, "text_column", getattr(sql, "column", 1))
-    if exc is None:
-        return line, column
-    if exc.line == 1:
-        return line, column + exc.column - 1
-    if getattr(sql, "text_line", None) is not None and getattr(sql, "text_line", 0) > getattr(
-        sql, "line", 0
-    ):
-        return line + exc.line - 1, column + exc.column - 1  # block scalar: same indent each line
-    return line + exc.line - 1, exc.column
+    """The file position of the SQL's first character, or of the error's place in it,
+    through the scalar's own map (folding, indentation and escapes undone)."""
+    if isinstance(sql, PosStr):
+        return sql.position_at(0 if exc is None else sql_offset(sql, exc.line, exc.column))
+    return position_of(sql, (1, 1))
 
 
 def parse_action(
@@ -132,9 +125,10 @@ def parse_action(
             try:
                 templates[path] = compile_template(str(value), version)
             except RuleSyntaxError as exc:
-                line, column = position_of(value, position_of(params))
                 if isinstance(value, PosStr):
-                    column = value.text_column + exc.column - 1
+                    line, column = value.position_at(sql_offset(value, exc.line, exc.column))
+                else:
+                    line, column = position_of(params)
                 out.diagnostics.append(
                     Diagnostic(file, line, column, f"rule '{rule}': {kind}.{path}: {exc.message}")
                 )

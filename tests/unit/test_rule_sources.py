@@ -73,8 +73,9 @@ def test_diagnostics_name_file_line_and_column() -> None:
     ]
     for line in expected:
         assert any(m.startswith(line) for m in messages), (line, messages)
-    # In a block scalar, SQL lines map to file lines (the error is at the end of the SQL).
-    assert any("BlockScalar" in m and m.startswith(f"{broken}:18:7") for m in messages), messages
+    # In a block scalar, SQL lines map to file lines: the end of the statement is just after
+    # its last character (17:26 is the '>'), not on the next line.
+    assert f"{broken}:17:27: rule 'BlockScalar': unexpected end of statement" in messages
     assert any(m.startswith(f"{BAD / 'notyaml.yaml'}:") and "YAML" in m for m in messages)
     assert [r.name for r in project.rules] == ["MissingTable"]
 
