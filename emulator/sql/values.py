@@ -39,8 +39,10 @@ class _Undefined:
 
 UNDEFINED: Final = _Undefined()
 
-# Only these strings are numbers (PITFALLS.md): no '+5', '.5', ' 5', 'inf'.
-_NUMERIC = re.compile(r"-?\d+(\.\d+)?([eE]-?\d+)?\Z")
+# Only these strings are numbers (iot-sql-data-types.md, Conversions:
+# ^-?\d+(\.\d+)?((?i)E-?\d+)?$): no '+5', '.5', '5.', ' 5', 'inf'. ASCII digits only, as
+# Java's \d: Python's \d (and Decimal()) would also take '٣'.
+_NUMERIC = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE]-?[0-9]+)?\Z")
 
 
 def is_number(v: Any) -> bool:
@@ -72,6 +74,45 @@ def to_number(v: Any) -> int | Decimal | None:
         if "." in v or "e" in v or "E" in v:
             return Decimal(v)
         return int(v)
+    return None
+
+
+def to_int(v: Any) -> int | None:
+    """A value converted to Int, or None where the conversion gives Undefined (Boolean,
+    Array, Object, Null, Undefined, a non-numeric String).
+
+    iot-sql-data-types.md's "To int" table rounds a Decimal to the nearest Int but
+    truncates a String's Decimal; its own functions' pages truncate both (``substring(
+    "012345", 2.745)`` = "2345"; ``cast``, the bit functions and ``trunc`` "round down"),
+    so both truncate toward zero here, as Java's ``BigDecimal.intValue()`` does (see
+    docs/differences.md). An Int has at most 34 digits: a larger magnitude is None too
+    (``"1E999999999"`` would otherwise make a billion-digit integer).
+    """
+    t = type(v)
+    if t is int:
+        return v  # type: ignore[no-any-return]
+    if t is str and _NUMERIC.match(v):
+        v = Decimal(v)
+    elif t is not Decimal:
+        return None
+    if not v.is_finite() or v.adjusted() >= 34:
+        return None
+    return int(v)
+
+
+def to_boolean(v: Any) -> bool | None:
+    """iot-sql-data-types.md, "To Boolean": a Boolean, or the Strings "true" and "false" in
+    any case; anything else (numbers included: only ``cast`` turns them into Booleans) is
+    None, Undefined to the caller."""
+    t = type(v)
+    if t is bool:
+        return v  # type: ignore[no-any-return]
+    if t is str:
+        low = v.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
     return None
 
 

@@ -1,41 +1,56 @@
-"""Numbers: arithmetic and trigonometry, rounding, ``rand()``, bitwise operations."""
+"""Numbers: arithmetic and trigonometry, rounding, ``rand()``, bitwise operations.
+
+Each function follows the argument-type table of its section in iot-sql-functions.md:
+Int, Decimal and numeric Strings (the Conversions of iot-sql-data-types.md) are numbers;
+Boolean, Array, Object, Null and Undefined, and any type a table has no row for, give
+Undefined. Functions documented "with double precision" compute with Python floats and
+return the double as a Decimal; the others keep the 34-digit Decimal.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
-from emulator.sql.functions.registry import FunctionTable, Impl, integer_args
-from emulator.sql.values import DECIMAL_CONTEXT, UNDEFINED, to_decimal, to_number
+from emulator.sql.functions.registry import FunctionTable, Impl
+from emulator.sql.operators import op_mod
+from emulator.sql.values import UNDEFINED, to_decimal, to_int
 
 TABLE = FunctionTable()
 register = TABLE.register
 register_direct = TABLE.register_direct
 
 
-# -- math ----------------------------------------------------------------------------
 def _num(v: Any) -> Decimal | None:
+    """A number or numeric String as a Decimal; None for every other type (Boolean too:
+    ``to_decimal`` never sees one, as Python's ``bool`` is an ``int``)."""
     if type(v) is bool:
         return None
     return to_decimal(v)
 
 
+def _double(result: float) -> Any:
+    """A double-precision result as AWS returns it: a Decimal of the double's shortest
+    text; NaN and infinities ("imaginary results", overflow) are Undefined."""
+    if math.isnan(result) or math.isinf(result):
+        return UNDEFINED
+    return Decimal(repr(result))
+
+
+# -- double precision ----------------------------------------------------------------
 def _math(fn: Callable[[float], float]) -> Impl:
     def impl(env: Env, args: list[Any]) -> Any:
         d = _num(args[0])
         if d is None:
             return UNDEFINED
         try:
-            result = fn(float(d))
-        except (ValueError, OverflowError):
+            return _double(fn(float(d)))
+        except (ValueError, OverflowError):  # acos(2), ln(0), sqrt(-1), exp(1000)
             return UNDEFINED
-        if math.isnan(result) or math.isinf(result):
-            return UNDEFINED
-        return Decimal(repr(result))
 
     return impl
 
@@ -58,32 +73,34 @@ for _name, _fn in {
     register(_name, 1)(_math(_fn))
 
 
-@register("atan2", 2)
-def _atan2(env: Env, args: list[Any]) -> Any:
-    y, x = _num(args[0]), _num(args[1])
-    if y is None or x is None:
-        return UNDEFINED
-    return Decimal(repr(math.atan2(float(y), float(x))))
+def _math2(fn: Callable[[float, float], float]) -> Impl:
+    def impl(env: Env, args: list[Any]) -> Any:
+        a, b = _num(args[0]), _num(args[1])
+        if a is None or b is None:
+            return UNDEFINED
+        try:
+            return _double(fn(float(a), float(b)))
+        except (ValueError, OverflowError, ZeroDivisionError):  # power(0, -1), power(-8, 0.5)
+            return UNDEFINED
+
+    return impl
 
 
-@register("power", 2)
-def _power(env: Env, args: list[Any]) -> Any:
-    a, b = _num(args[0]), _num(args[1])
-    if a is None or b is None:
-        return UNDEFINED
-    try:
-        result = math.pow(float(a), float(b))
-    except (ValueError, OverflowError):
-        return UNDEFINED
-    if type(args[0]) is int and type(args[1]) is int and b >= 0:
-        return int(args[0]) ** int(args[1])
-    return Decimal(repr(result))
+# atan2(y, x): y first, as Java's Math.atan2 (the page's text names the point (x, y), its
+# example atan2(1, 0) = pi/2 takes y first).
+register("atan2", 2)(_math2(math.atan2))
+# power(2, 5) = 32.0: a double even for two Ints.
+register("power", 2)(_math2(math.pow))
 
 
+# -- exact -----------------------------------------------------------------------------
 @register("abs", 1)
 def _abs(env: Env, args: list[Any]) -> Any:
-    v = to_number(args[0]) if type(args[0]) is not bool else None
-    return UNDEFINED if v is None else abs(v)
+    v = args[0]
+    if type(v) is int:
+        return abs(v)
+    d = _num(v)  # a Decimal, or a String's Decimal
+    return UNDEFINED if d is None else abs(d)
 
 
 def _rounding(mode: str) -> Impl:
@@ -92,7 +109,7 @@ def _rounding(mode: str) -> Impl:
         if type(v) is int:
             return v
         d = _num(v)
-        if d is None:
+        if d is None or not d.is_finite():
             return UNDEFINED
         return int(d.to_integral_value(rounding=mode))
 
@@ -101,7 +118,8 @@ def _rounding(mode: str) -> Impl:
 
 register("ceil", 1)(_rounding(ROUND_CEILING))
 register("floor", 1)(_rounding(ROUND_FLOOR))
-# AWS's examples round halves away from zero (round(-1.5) = -2).
+# The page's table says "rounded down"; its text and five examples round to the nearest
+# Int, halves away from zero (round(1.5) = 2, round(-1.5) = -2): Java's HALF_UP.
 register("round", 1)(_rounding(ROUND_HALF_UP))
 
 
@@ -115,35 +133,39 @@ def _sign(env: Env, args: list[Any]) -> Any:
 
 @register("trunc", 2)
 def _trunc(env: Env, args: list[Any]) -> Any:
-    d, places = _num(args[0]), to_number(args[1])
-    if d is None or places is None:
+    """Places below 0 count as 0 and above 34 as 34; a non-Int place count is rounded down;
+    trailing zeros are stripped. The table has no row for a String place count."""
+    value, places_arg = args
+    if type(places_arg) is int:
+        places = places_arg
+    elif type(places_arg) is Decimal and places_arg.is_finite():
+        places = int(places_arg)
+    else:
         return UNDEFINED
-    q = Decimal(1).scaleb(-int(places))
-    result = d.quantize(q, rounding=ROUND_DOWN, context=DECIMAL_CONTEXT)
-    if type(args[0]) is int or int(places) <= 0:
-        return int(result)
-    return result
+    if type(value) is int:
+        return value  # Int, Int: the source value (and an Int has no decimal places)
+    d = _num(value)
+    if d is None or not d.is_finite():
+        return UNDEFINED
+    places = min(max(places, 0), 34)
+    exponent = d.as_tuple().exponent
+    if type(exponent) is int and exponent < -places:
+        # Enough precision for every digit kept: quantize must not round.
+        digits = max(d.adjusted(), 0) + places + 2
+        d = d.quantize(Decimal(1).scaleb(-places), ROUND_DOWN, Context(prec=digits))
+    if d == d.to_integral_value():
+        return d.quantize(Decimal(1))
+    return d.normalize(Context(prec=max(34, len(d.as_tuple().digits))))
 
 
+# mod and remainder: "Equivalent to" each other and to the % operator (their pages): the
+# remainder takes the dividend's sign, as Java's % and BigDecimal.remainder.
 @register("mod", 2)
 def _mod(env: Env, args: list[Any]) -> Any:
-    a, b = to_number(args[0]), to_number(args[1])
-    if a is None or b is None or b == 0 or type(args[0]) is bool:
-        return UNDEFINED
-    if type(a) is int and type(b) is int:
-        return a % b  # mod: result has the divisor's sign (documented examples)
-    return Decimal(a) % Decimal(b)
+    return op_mod(args[0], args[1])
 
 
-@register("remainder", 2)
-def _remainder(env: Env, args: list[Any]) -> Any:
-    a, b = to_number(args[0]), to_number(args[1])
-    if a is None or b is None or b == 0:
-        return UNDEFINED
-    if type(a) is int and type(b) is int:
-        r = abs(a) % abs(b)
-        return r if a >= 0 else -r
-    return DECIMAL_CONTEXT.remainder(Decimal(a), Decimal(b))
+register("remainder", 2)(_mod)
 
 
 @register("rand", 0)
@@ -154,27 +176,29 @@ def _rand(env: Env, args: list[Any]) -> Any:
     return Decimal(repr(source()))
 
 
-# -- bits ----------------------------------------------------------------------------
-@register("bitand", 2)
-def _bitand(env: Env, args: list[Any]) -> Any:
-    ints = integer_args(args)
-    return UNDEFINED if ints is None else ints[0] & ints[1]
+# -- bits ------------------------------------------------------------------------------
+def _bits(op: Callable[[int, int], int]) -> Impl:
+    """Int, Decimal and numeric-String arguments are Ints (truncated: "rounded down");
+    any other argument makes the result Undefined."""
+
+    def impl(env: Env, args: list[Any]) -> Any:
+        a, b = to_int(args[0]), to_int(args[1])
+        if a is None or b is None:
+            return UNDEFINED
+        return op(a, b)
+
+    return impl
 
 
-@register("bitor", 2)
-def _bitor(env: Env, args: list[Any]) -> Any:
-    ints = integer_args(args)
-    return UNDEFINED if ints is None else ints[0] | ints[1]
-
-
-@register("bitxor", 2)
-def _bitxor(env: Env, args: list[Any]) -> Any:
-    ints = integer_args(args)
-    return UNDEFINED if ints is None else ints[0] ^ ints[1]
+register("bitand", 2)(_bits(lambda a, b: a & b))
+register("bitor", 2)(_bits(lambda a, b: a | b))
+register("bitxor", 2)(_bits(lambda a, b: a ^ b))
 
 
 @register("bitnot", 1)
 def _bitnot(env: Env, args: list[Any]) -> Any:
-    # Two's complement NOT (the page's example '2' assumes 4 bits; see docs/differences.md).
-    ints = integer_args(args)
-    return UNDEFINED if ints is None else ~ints[0]
+    # Two's complement NOT, as Java's ~: bitnot(13) = -14. The page's example, 2, is a
+    # 4-bit complement (docs/differences.md). Its table's last row, "Other value | Other
+    # value", lost a column; the other bit functions give Undefined there, and so does this.
+    n = to_int(args[0])
+    return UNDEFINED if n is None else ~n
