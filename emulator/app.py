@@ -122,7 +122,7 @@ class Emulator:
             config.account_id,
             per_client=config.action_queue_per_client,
         )
-        self.broker = IoTBroker(config, on_message=self.rules.handle)
+        self.broker = IoTBroker(config, on_message=self.rules.handle, on_ingest=self.rules.ingest)
         self.targets.publish = self.broker.publish
         self.targets.functions = self.functions
         self.mqtt_listener = TcpListener(self.broker.serve_link, config.host, config.mqtt_port)

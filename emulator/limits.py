@@ -13,15 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from emulator.topics import validate_topic_name
+from emulator.topics import BASIC_INGEST_PREFIX, BasicIngest, basic_ingest, validate_topic_name
 
 MAX_PAYLOAD = 128 * 1024  # AWS IoT: message payload up to 128 KB
 MAX_CLIENT_ID = 128  # AWS IoT: client ID up to 128 bytes
 KNOWN_TOPICS_KEPT = 4096
 
-# Reserved topics a client may publish to ($aws/things/... shadows and jobs, $aws/rules/...
-# Basic Ingest); everything else under '$' belongs to the broker (lifecycle events, ...).
-PUBLISHABLE_RESERVED = ("$aws/things/", "$aws/rules/")
+# Reserved topics a client may publish to: $aws/things/... (shadows and jobs), through the
+# broker, and $aws/rules/... (Basic Ingest, topics.basic_ingest), to a rule; everything else
+# under '$' belongs to the broker (lifecycle events, ...).
+BROKER_RESERVED = "$aws/things/"
 
 
 class Refusal(Enum):
@@ -58,26 +59,44 @@ class PublishCheck:
         if topic in known:
             return None
         problem = validate_topic_name(topic)
-        if problem is None:
+        # A Basic Ingest topic is checked each time: remembered, it would take the
+        # engine's fast path of a known topic, which republishes through the broker.
+        if problem is None and not topic.startswith(BASIC_INGEST_PREFIX):
             if len(known) >= KNOWN_TOPICS_KEPT:
                 known.clear()
             known.add(topic)
         return problem
 
-    def client_publish(self, topic: str, payload_size: int) -> Refused | None:
+    def client_publish(self, topic: str, payload_size: int) -> Refused | BasicIngest | None:
         """A publish by a client, over MQTT or the data-plane HTTP API: a valid name, not a
-        reserved topic the broker owns, and a payload within the quota."""
+        reserved topic the broker owns, and a payload within the quota. A Basic Ingest
+        topic is not refused but answered with its ``BasicIngest`` (the rule and the topic
+        it sees): the caller hands the message to that rule, not to the broker. A topic
+        that does not start with ``$`` costs no more than before Basic Ingest."""
         problem = self.topic_problem(topic)
         if problem is not None:
             return Refused(Refusal.INVALID_TOPIC, problem)
-        if topic[:1] == "$" and not topic.startswith(PUBLISHABLE_RESERVED):
-            return Refused(
-                Refusal.RESERVED_TOPIC,
-                f"{topic} is a reserved topic clients cannot publish to",
-            )
+        if topic[:1] == "$":
+            return _reserved_publish(topic, payload_size)
         if payload_size > MAX_PAYLOAD:
-            return Refused(
-                Refusal.TOO_LARGE,
-                f"payload of {payload_size} bytes is over the limit of {MAX_PAYLOAD}",
-            )
+            return _too_large(payload_size)
         return None
+
+
+def _reserved_publish(topic: str, payload_size: int) -> Refused | BasicIngest | None:
+    ingest = basic_ingest(topic)
+    if ingest is None and not topic.startswith(BROKER_RESERVED):
+        return Refused(
+            Refusal.RESERVED_TOPIC,
+            f"{topic} is a reserved topic clients cannot publish to",
+        )
+    if payload_size > MAX_PAYLOAD:
+        return _too_large(payload_size)
+    return ingest
+
+
+def _too_large(payload_size: int) -> Refused:
+    return Refused(
+        Refusal.TOO_LARGE,
+        f"payload of {payload_size} bytes is over the limit of {MAX_PAYLOAD}",
+    )

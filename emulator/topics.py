@@ -7,7 +7,10 @@ AWS IoT differs from MQTT 3.1.1 here (reference/aws-iot/mqtt.md, "differences"):
 - filters starting with a wildcard (``+``, ``#``) never match topics starting with ``$``
   (MQTT 3.1.1 section 4.7.2, which AWS follows);
 - a topic or filter is at most 256 UTF-8 bytes with at most 7 forward slashes
-  (AWS IoT Core message broker quotas).
+  (AWS IoT Core message broker quotas);
+- a Basic Ingest topic, ``$aws/rules/<ruleName>/<topic>``, goes to that one rule and to no
+  subscriber; its first three levels count toward neither limit (iot-basic-ingest.md), and
+  no one may subscribe to it (reserved-topics.md: "Publish" only).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Generic, TypeVar
 
 MAX_TOPIC_BYTES = 256
 MAX_SLASHES = 7
+BASIC_INGEST_PREFIX = "$aws/rules/"
 
 K = TypeVar("K")
 D = TypeVar("D")
@@ -37,12 +41,42 @@ def _check_common(text: str, what: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class BasicIngest:
+    """A publish to ``$aws/rules/<rule>/<topic>``: for the rule ``rule`` only, which sees
+    ``topic`` (without the prefix) through ``topic()`` and ``topic(n)``."""
+
+    rule: str
+    topic: str
+
+
+def basic_ingest(topic: str) -> BasicIngest | None:
+    """The rule and the topic it sees, if ``topic`` is a Basic Ingest topic. AWS: "topic
+    names that start with ``$aws/rules/rule_name`` for their first three levels"; the
+    topic after them may be empty (``$aws/rules/rule_name`` itself is the reserved topic
+    reserved-topics.md lists)."""
+    if not topic.startswith(BASIC_INGEST_PREFIX):
+        return None
+    rule, _, rest = topic[len(BASIC_INGEST_PREFIX) :].partition("/")
+    return BasicIngest(rule, rest)
+
+
 def validate_topic_name(topic: str) -> str | None:
     """Why ``topic`` can't be published to, or ``None`` when it can. Not cached: the hot
     paths check through a ``limits.PublishCheck``, which remembers valid names."""
-    problem = _check_common(topic, "topic")
+    ingest = basic_ingest(topic)
+    if ingest is None:
+        problem = _check_common(topic, "topic")
+    elif ingest.topic:
+        # AWS quotas: "Topic size (excluding $aws/rules/name/)", "Slashes in topic or filter
+        # (excluding Basic Ingest's first 3)".
+        problem = _check_common(ingest.topic, "topic")
+    else:
+        problem = None
     if problem:
         return problem
+    if "\x00" in topic:
+        return "topic contains a NUL character"
     if "+" in topic or "#" in topic:
         return "topic name contains a wildcard (+ or #)"
     return None
@@ -60,6 +94,14 @@ def validate_topic_filter(topic_filter: str) -> str | None:
         if "+" in level and level != "+":
             return "'+' must be a whole level"
     return None
+
+
+def validate_subscription(topic_filter: str) -> str | None:
+    """Why a client can't subscribe to ``topic_filter``: ``validate_topic_filter``, and
+    AWS's "Your devices and rules can't subscribe to Basic Ingest reserved topics"."""
+    if topic_filter.startswith(BASIC_INGEST_PREFIX) or topic_filter == BASIC_INGEST_PREFIX[:-1]:
+        return "Basic Ingest topics ($aws/rules/...) cannot be subscribed to"
+    return validate_topic_filter(topic_filter)
 
 
 def matches(topic_filter: str, topic: str) -> bool:

@@ -96,4 +96,5 @@ class RepublishAction:
         message.hops = source.hops + 1
         message.trace_id = None
         message.origin = source.client_id or source.origin
+        message.source_ip = None  # AWS: republish does not pass the original IP on
         return message

@@ -17,7 +17,11 @@ built once from the config and read by the pure parts.
 Last Will, data-plane publish, a rule's republish), and it is synchronous: the retained
 store, one trie lookup, the PUBLISH bytes written to each subscriber's link (coalesced per
 loop turn by the link), then ``on_message`` (the rules engine), as AWS IoT hands every
-message to its rules. No task or queue per message.
+message to its rules. No task or queue per message. A Basic Ingest message
+(``$aws/rules/<rule>/...``, an ``IngestMessage``) takes ``ingest()`` instead: no retained
+store, no subscriber, straight to ``on_ingest`` (the rules engine, which runs that one
+rule). The publish path does not test for it: the protocol and the data plane tell the
+two apart where they already test a topic for ``$`` (``PublishCheck.client_publish``).
 
 amqtt is used only to decode CONNECT/SUBSCRIBE/UNSUBSCRIBE (``amqtt_codec.py``); its
 ``Broker`` is not (see docs/broker.md).
@@ -40,13 +44,14 @@ from emulator.broker.state import BrokerState, RetainedMessage
 from emulator.clock import now_ms
 from emulator.config import Config
 from emulator.limits import PublishCheck
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, IngestMessage
 from emulator.tasks import cancel_and_wait
 from emulator.topics import TopicTrie
 
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[InboundMessage], None]
+OnIngest = Callable[[IngestMessage], None]
 STOP_TIMEOUT = 5.0  # seconds for connection tasks to unwind at stop()
 
 
@@ -62,9 +67,11 @@ class IoTBroker:
         config: Config,
         on_message: OnMessage | None = None,
         authorizer: Authorizer | None = None,
+        on_ingest: OnIngest | None = None,
     ) -> None:
         self.settings = config
         self.on_message = on_message
+        self.on_ingest = on_ingest
         self.quotas = BrokerQuotas.from_config(config)
         self.state = BrokerState(authorizer, self.quotas)
         # Bound once: publish() runs for every message, twice for a republished one.
@@ -229,6 +236,18 @@ class IoTBroker:
                 on_message(message)
             except Exception:
                 log.exception("rules engine failed on a message on %r", topic)
+
+    def ingest(self, message: IngestMessage) -> None:
+        """A Basic Ingest message: to its rule only, never retained nor delivered (AWS:
+        "removing the publish/subscribe message broker from the ingestion path")."""
+        on_ingest = self.on_ingest
+        if on_ingest is None:
+            log.warning("no rules engine for a Basic Ingest message on %r", message.published_topic)
+            return
+        try:
+            on_ingest(message)
+        except Exception:
+            log.exception("rules engine failed on a message on %r", message.published_topic)
 
     def emit_event(self, topic: str, payload: bytes) -> None:
         """Publish a message of the broker's own (lifecycle events)."""

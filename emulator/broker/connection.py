@@ -3,7 +3,7 @@
 All decisions are in ``protocol.py`` (pure); this loop only does the I/O: waits for bytes
 until the protocol's ``deadline`` (CONNECT in time, then 1.5 x keep-alive), passes them
 in with the time, and applies the outputs in order: writes to the link, publishes through
-the broker, closes a taken-over connection's link, starts a session's expiry timer or its
+the broker (or hands a Basic Ingest message to its rule), closes a taken-over connection's link, starts a session's expiry timer or its
 resend timer. Over the read-throughput quota the protocol sets ``resume_at``: the driver
 waits until then before it reads again (the client's bytes wait in the kernel). When
 the protocol is no longer open (or the stream ends, or the task is cancelled) the link is
@@ -19,13 +19,15 @@ from emulator.broker.link import Link
 from emulator.broker.protocol import CloseLink, MqttProtocol, Output, StartExpiry, StartResend
 from emulator.broker.sessions import Session
 from emulator.clock import now_ms
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, IngestMessage
 
 
 class Hub(Protocol):
     """What a connection needs from the broker (``IoTBroker`` is one)."""
 
     def publish(self, message: InboundMessage) -> None: ...
+
+    def ingest(self, message: IngestMessage) -> None: ...
 
     def start_expiry(self, client_id: str, absences: int) -> None: ...
 
@@ -77,6 +79,8 @@ class Connection:
                 publish(item)
             elif type(item) is bytes:
                 write(item)
+            elif type(item) is IngestMessage:  # tested after the usual two: free for them
+                self.hub.ingest(item)
             elif isinstance(item, CloseLink):
                 item.link.close()
             elif isinstance(item, StartExpiry):

@@ -9,6 +9,8 @@ happen, and never does I/O itself. Its driver (``connection.py``) reads the link
 - ``bytes``: write to this connection's link (CONNACK, PUBACK, SUBACK, stored messages, ...);
 - ``InboundMessage``: publish through the broker (an accepted PUBLISH, a lifecycle event, the
   Last Will);
+- ``IngestMessage``: a PUBLISH to a Basic Ingest topic (``$aws/rules/<rule>/...``): hand it
+  to that rule, past the subscribers (iot-basic-ingest.md);
 - ``CloseLink``: close the link of the connection this one took the client ID from;
 - ``StartExpiry``: a persistent session went offline; start its expiry timer;
 - ``StartResend``: the session has stored messages to send at the resend rate; start (or
@@ -84,8 +86,8 @@ from emulator.broker.sessions import Session
 from emulator.broker.state import BrokerState
 from emulator.limits import MAX_CLIENT_ID, MAX_PAYLOAD, PublishCheck, Refusal
 from emulator.logformat import escape_controls
-from emulator.messages import InboundMessage
-from emulator.topics import validate_topic_filter
+from emulator.messages import InboundMessage, IngestMessage
+from emulator.topics import BasicIngest, basic_ingest, validate_subscription
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,7 @@ class StartResend:
     owner: MqttProtocol
 
 
-Output = bytes | InboundMessage | CloseLink | StartExpiry | StartResend
+Output = bytes | InboundMessage | IngestMessage | CloseLink | StartExpiry | StartResend
 
 
 class MqttProtocol:
@@ -201,6 +203,8 @@ class MqttProtocol:
         self._taken_over = False
         self._client_id = ""
         self._principal = ""
+        # sourceip() of this client's messages: the TCP or WebSocket peer's address
+        self._source_ip: str | None = link.peer_ip
 
     @property
     def name(self) -> str:
@@ -324,17 +328,25 @@ class MqttProtocol:
         if will is not None:
             log.info("publishing the Last Will of %s (%s)", self.name, reason.value)
             self.will = None
-            out.append(
-                InboundMessage(
-                    will.topic,
-                    will.payload,
-                    will.qos,
-                    will.retain,
-                    self._client_id,
-                    self._principal,
-                    now,
+            ingest = basic_ingest(will.topic)
+            if ingest is not None:
+                out.append(self._ingest_message(ingest, will.payload, will.qos, now))
+            else:
+                out.append(
+                    InboundMessage(
+                        will.topic,
+                        will.payload,
+                        will.qos,
+                        will.retain,
+                        self._client_id,
+                        self._principal,
+                        now,
+                        0,
+                        None,
+                        None,
+                        self._source_ip,
+                    )
                 )
-            )
         if self._taken_over:
             return out  # the new connection already reported our end
         offline = self._broker.detach(session, self)
@@ -489,6 +501,8 @@ class MqttProtocol:
                 raise ProtocolError("PUBLISH with QoS 3")
         refused = self._check.client_publish(topic, len(payload))
         if refused is not None:
+            if isinstance(refused, BasicIngest):
+                return self._ingest(refused, topic, payload, qos, packet_id, now, out)
             where = f" on {topic!r}" if refused.reason is Refusal.TOO_LARGE else ""
             self._close(
                 _REFUSAL_REASONS[refused.reason], f"PUBLISH{where} refused: {refused.message!r}"
@@ -508,9 +522,65 @@ class MqttProtocol:
         if packet_id is not None:
             out.append(encode_puback(packet_id))
         out.append(
-            InboundMessage(topic, payload, qos, retain, self._client_id, self._principal, now)
+            InboundMessage(
+                topic,
+                payload,
+                qos,
+                retain,
+                self._client_id,
+                self._principal,
+                now,
+                0,
+                None,
+                None,
+                self._source_ip,
+            )
         )
         return True
+
+    def _ingest(
+        self,
+        ingest: BasicIngest,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        packet_id: int | None,
+        now: int,
+        out: list[Output],
+    ) -> bool:
+        """A PUBLISH to ``$aws/rules/<rule>/...``: for that rule only (iot-basic-ingest.md).
+        The policy decides on the topic as published ("publish permissions on
+        ``$aws/rules/*``"); QoS 1 is acknowledged once the rules engine has the message,
+        whether or not the rule exists. The RETAIN flag is ignored: nothing is retained and
+        no subscriber gets the message (docs/differences.md)."""
+        broker = self._broker
+        if broker.authorizer is not None:
+            identity = self.identity
+            assert identity is not None
+            if not broker.authorize(identity, "iot:Publish", topic).allowed:
+                self._close(
+                    DisconnectReason.FORBIDDEN_ACCESS, f"not authorized to publish on {topic!r}"
+                )
+                return False
+        if packet_id is not None:
+            out.append(encode_puback(packet_id))
+        out.append(self._ingest_message(ingest, payload, qos, now))
+        return True
+
+    def _ingest_message(
+        self, ingest: BasicIngest, payload: bytes, qos: int, now: int
+    ) -> IngestMessage:
+        return IngestMessage(
+            ingest.topic,
+            payload,
+            qos,
+            False,
+            self._client_id,
+            self._principal,
+            now,
+            source_ip=self._source_ip,
+            rule=ingest.rule,
+        )
 
     def _subscribe(self, frame: Frame, now: int, out: list[Output]) -> None:
         session = self.session
@@ -542,7 +612,7 @@ class MqttProtocol:
         granted: list[tuple[str, int]] = []
         over_limit = 0
         for topic_filter, qos in packet.filters:
-            problem = validate_topic_filter(topic_filter)
+            problem = validate_subscription(topic_filter)
             if problem:
                 log.warning("SUBSCRIBE to %r refused for %s: %s", topic_filter, self.name, problem)
                 codes.append(SUBACK_FAILURE)

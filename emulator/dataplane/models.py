@@ -2,7 +2,8 @@
 through the broker, look up and page through its retained messages.
 
 A publish goes through the same ``PublishCheck`` as an MQTT PUBLISH (emulator/limits.py),
-so HTTP and MQTT agree on topic names, reserved topics and the payload quota. Errors are
+so HTTP and MQTT agree on topic names, reserved topics and the payload quota; a publish to
+``$aws/rules/<rule>/...`` goes to that rule only (Basic Ingest), as over MQTT. Errors are
 raised as the AWS errors of dataplane/exceptions.py; dataplane/responses.py parses the
 requests and serializes the answers.
 
@@ -26,8 +27,8 @@ from emulator.dataplane.exceptions import (
     RequestEntityTooLarge,
     ResourceNotFound,
 )
-from emulator.limits import PublishCheck, Refusal
-from emulator.messages import InboundMessage
+from emulator.limits import PublishCheck, Refusal, Refused
+from emulator.messages import InboundMessage, IngestMessage
 
 # AWS: ListRetainedMessages takes maxResults from 1 to 200 (botocore's MaxResults shape).
 MAX_RESULTS = 200
@@ -56,6 +57,7 @@ class Broker(Protocol):
     """What the data plane needs of the broker."""
 
     def publish(self, message: InboundMessage) -> None: ...
+    def ingest(self, message: IngestMessage) -> None: ...
     def get_retained(self, topic: str) -> Retained | None: ...
     def list_retained(self) -> Sequence[Retained]: ...
 
@@ -78,17 +80,43 @@ class DataPlane:
         self._check = check
         self._now_ms = now_ms
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        source_ip: str | None = None,
+    ) -> None:
         """``Publish``: the message reaches subscribers and the rules like an MQTT PUBLISH
-        without a client ID. AWS IoT supports QoS 0 and 1 only."""
+        without a client ID. AWS IoT supports QoS 0 and 1 only. ``source_ip`` is the HTTP
+        caller's address (``sourceip()``). A Basic Ingest topic goes to its rule only, its
+        ``retain`` ignored as over MQTT."""
         if qos not in (0, 1):
             raise InvalidRequest(f"qos must be 0 or 1, not {qos}")
-        refused = self._check.client_publish(topic, len(payload))
-        if refused is not None:
-            raise _REFUSALS[refused.reason](refused.message)
+        checked = self._check.client_publish(topic, len(payload))
+        if isinstance(checked, Refused):
+            raise _REFUSALS[checked.reason](checked.message)
+        if checked is not None:
+            self._broker.ingest(
+                IngestMessage(
+                    topic=checked.topic,
+                    payload=payload,
+                    qos=qos,
+                    timestamp_ms=self._now_ms(),
+                    source_ip=source_ip,
+                    rule=checked.rule,
+                )
+            )
+            return
         self._broker.publish(
             InboundMessage(
-                topic=topic, payload=payload, qos=qos, retain=retain, timestamp_ms=self._now_ms()
+                topic=topic,
+                payload=payload,
+                qos=qos,
+                retain=retain,
+                timestamp_ms=self._now_ms(),
+                source_ip=source_ip,
             )
         )
 

@@ -89,7 +89,7 @@ class DataPlaneResponses:
         qos = parse_qos(request.query)
         retain = parse_retain(request.query)
         payload = await read_body(request, RequestEntityTooLarge)
-        self.model.publish(topic, payload, qos, retain)
+        self.model.publish(topic, payload, qos, retain, request.remote)
         return web.json_response({})
 
     async def get_retained_message(self, request: web.Request) -> web.Response:

@@ -51,7 +51,7 @@ class MessageContexts:
         ctx.payload = msg.payload
         ctx.client_id = msg.client_id
         ctx.principal = msg.principal
-        ctx.source_ip = None
+        ctx.source_ip = msg.source_ip
         ctx.timestamp_ms = msg.timestamp_ms
         ctx.trace_id = msg.trace_id
         ctx.newuuid = self.newuuid

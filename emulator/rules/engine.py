@@ -30,6 +30,15 @@ only logged (AWS does not chain them).
 A rule that calls ``get_dynamodb()`` or ``aws_lambda()`` is evaluated on the engine's own
 bounded thread pool instead (rules/external.py), fed from a fair queue of its own in the
 same way; its actions then run on the loop.
+
+Basic Ingest (iot-basic-ingest.md): a message published to ``$aws/rules/<rule>/<topic>``
+reaches ``ingest``, not ``handle``, as an ``IngestMessage`` whose topic has lost the prefix.
+It runs the rule it names, found by name (``load`` keeps them; a rule without FROM is only
+there, not in the topic index), whatever its FROM; from there on it is any other message
+("no difference in execution or error handling"): the same actions, error action, counters
+and fair queues. A missing or disabled rule drops it with one log line per rule and
+interval (AWS's ``RuleNotFound``), counted in ``rule_not_found``. A republish to
+``$$aws/rules/<rule>/...`` is a Basic Ingest message too (``_publish``), one hop further.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from emulator.actions.base import (
 )
 from emulator.fairqueue import FairQueue
 from emulator.limits import PublishCheck
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, IngestMessage
 from emulator.project.model import CompiledRule, Project, RuleSpec
 from emulator.rules.context import MessageContexts
 from emulator.rules.external import LoopExternalCalls
@@ -61,7 +70,7 @@ from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.statement import NO_MATCH
 from emulator.sql.values import parse_document
 from emulator.tasks import cancel_and_wait
-from emulator.topics import TopicTrie
+from emulator.topics import TopicTrie, basic_ingest
 from emulator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -165,6 +174,10 @@ class RulesEngine:
         self._is_known = self._check.is_known
         self.rules: list[RuleSpec] = []
         self.index: TopicTrie[str, _Entry] = TopicTrie()
+        # name -> entry of every enabled rule, for Basic Ingest; and the disabled names
+        self._by_name: dict[str, _Entry] = {}
+        self._disabled: frozenset[str] = frozenset()
+        self.rule_not_found = 0  # Basic Ingest messages for no enabled rule (RuleNotFound)
         # topic -> the index's match, for ``handle`` to read with the dict's own ``get``:
         # a C call instead of a Python frame in the trie, twice per republished message
         # (once for it, once for its source). Emptied in place by ``load``, so the bound
@@ -216,8 +229,11 @@ class RulesEngine:
         rules: list[RuleSpec] = []
         index: TopicTrie[str, _Entry] = TopicTrie()
         counters: dict[str, RuleCounters] = {}
+        by_name: dict[str, _Entry] = {}
+        disabled: set[str] = set()
         for spec in project.rules:
             if spec.rule_disabled:
+                disabled.add(spec.name)
                 continue
             if spec.compiled is None:
                 log.warning("rule %s skipped: not compiled by the project loader", spec.name)
@@ -225,8 +241,12 @@ class RulesEngine:
             rules.append(spec)
             counters[spec.name] = self.counters.get(spec.name) or RuleCounters()
             entry = _Entry(spec, spec.compiled, counters[spec.name])
-            index.add(entry.statement.topic_filter, spec.name, entry)
+            by_name[spec.name] = entry
+            topic_filter: str | None = entry.statement.topic_filter
+            if topic_filter is not None:  # None: no FROM, a rule for Basic Ingest only
+                index.add(topic_filter, spec.name, entry)
         self.rules, self.index, self.project, self.counters = rules, index, project, counters
+        self._by_name, self._disabled = by_name, frozenset(disabled)
         self._candidates.clear()
         log.info("loaded %d rules from %d files", len(rules), len(project.files))
 
@@ -282,6 +302,51 @@ class RulesEngine:
                 self._finish(run)
                 continue
             counters.actions_ok += 1
+
+    def ingest(self, msg: IngestMessage) -> None:
+        """A Basic Ingest message: the one rule it names, whatever its FROM (module
+        docstring). Not the hot path of ``handle``: no inlined republish."""
+        entry = self._by_name.get(msg.rule)
+        if entry is None:
+            self._rule_not_found(msg)
+            return
+        payload = msg.payload
+        doc, flat = parse_document(payload)
+        ctx = self.contexts.of_message(msg, doc)
+        if entry.statement.uses_external:
+            self._spawn_external(entry, ctx, msg)
+            return
+        env = Env(doc, ctx, entry.sql_version, payload)
+        try:
+            output = entry.statement.evaluate_env(env, flat)
+        except RuleEvaluationError as exc:
+            entry.counters.errors += 1
+            log.warning(
+                "rule %s failed on a Basic Ingest message on %r: %s",
+                entry.name,
+                msg.published_topic,
+                exc,
+            )
+            return
+        if output is not NO_MATCH:
+            self._act(entry, env, msg, output)
+
+    def _rule_not_found(self, msg: IngestMessage) -> None:
+        """AWS: "an inactive rule or a rule that doesn't exist" gets an error log and the
+        ``RuleNotFound`` metric; the message is dropped (a QoS 1 PUBACK was sent)."""
+        self.rule_not_found += 1
+        name = msg.rule
+        more = self._limit_unlogged(("RuleNotFound", name))
+        if more is None:
+            return
+        log.warning(
+            "RuleNotFound: Basic Ingest message on %r from %s dropped: rule %r %s%s",
+            msg.published_topic,
+            f"client {msg.client_id!r}" if msg.client_id else "the data plane",
+            name,
+            "is disabled" if name in self._disabled else "does not exist",
+            f" ({more} more since the last line)" if more else "",
+        )
 
     def _match(self, topic: str) -> list[tuple[str, _Entry]]:
         """The rules whose FROM filter matches ``topic``, remembered for ``handle``."""
@@ -347,6 +412,11 @@ class RulesEngine:
         if problem is not None:
             raise ActionError(action.failed_name, action.type_name, problem)
         assert loop is not None and publish is not None
+        if topic[:1] == "$":
+            ingest = basic_ingest(topic)
+            if ingest is not None:  # republished to $$aws/rules/...: a new Basic Ingest message
+                loop.call_soon(self.ingest, _as_ingest(message, ingest.rule, ingest.topic))
+                return
         published = self._published
         published.append(message)
         if len(published) == 1:
@@ -550,4 +620,23 @@ class RulesEngine:
             "files": [str(f) for f in self.project.files],
             "errors": [str(d) for d in self.project.errors],
             "rules": {name: vars(c) for name, c in self.counters.items()},
+            "rule_not_found": self.rule_not_found,
         }
+
+
+def _as_ingest(message: InboundMessage, rule: str, topic: str) -> IngestMessage:
+    """A republished message whose topic is a Basic Ingest topic, for ``ingest``."""
+    return IngestMessage(
+        topic,
+        message.payload,
+        message.qos,
+        False,
+        message.client_id,
+        message.principal,
+        message.timestamp_ms,
+        message.hops,
+        message.trace_id,
+        message.origin,
+        message.source_ip,
+        rule,
+    )

@@ -217,7 +217,9 @@ def test_publish_is_acknowledged_then_published_with_the_clock() -> None:
     protocol, _ = World().connected("pub")
     out = protocol.receive(publish_packet("a/b", b"hi", qos=1, packet_id=9), NOW + 5)
     assert out[0] == codec.encode_puback(9)
-    assert out[1] == InboundMessage("a/b", b"hi", 1, False, "pub", "anonymous", NOW + 5)
+    assert out[1] == InboundMessage(
+        "a/b", b"hi", 1, False, "pub", "anonymous", NOW + 5, source_ip="127.0.0.1"
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from emulator.dataplane.responses import (
     retained_page_body,
 )
 from emulator.limits import MAX_PAYLOAD, PublishCheck
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, IngestMessage
 
 NOW = 1_700_000_000_123
 
@@ -45,6 +45,7 @@ class Store:
 
     def __init__(self) -> None:
         self.published: list[InboundMessage] = []
+        self.ingested: list[IngestMessage] = []
         self.retained: dict[str, Kept] = {}
 
     def publish(self, message: InboundMessage) -> None:
@@ -52,6 +53,9 @@ class Store:
         if message.retain:
             kept = Kept(message.topic, message.payload, message.qos, message.timestamp_ms)
             self.retained[message.topic] = kept
+
+    def ingest(self, message: IngestMessage) -> None:
+        self.ingested.append(message)
 
     def get_retained(self, topic: str) -> Kept | None:
         return self.retained.get(topic)
@@ -67,10 +71,33 @@ def plane() -> tuple[DataPlane, Store]:
 
 def test_publish_reaches_the_broker_stamped_and_without_a_client_id() -> None:
     model, store = plane()
-    model.publish("dp/a", b"one", 1, True)
+    model.publish("dp/a", b"one", 1, True, "192.0.2.4")
     assert store.published == [
-        InboundMessage(topic="dp/a", payload=b"one", qos=1, retain=True, timestamp_ms=NOW)
+        InboundMessage(
+            topic="dp/a",
+            payload=b"one",
+            qos=1,
+            retain=True,
+            timestamp_ms=NOW,
+            source_ip="192.0.2.4",  # the HTTP caller: sourceip()
+        )
     ]
+
+
+def test_a_basic_ingest_publish_goes_to_its_rule_only_and_is_never_retained() -> None:
+    model, store = plane()
+    model.publish("$aws/rules/chat/in/room", b"{}", 1, True, "192.0.2.4")
+    assert store.ingested == [
+        IngestMessage(
+            topic="in/room",
+            payload=b"{}",
+            qos=1,
+            timestamp_ms=NOW,
+            source_ip="192.0.2.4",
+            rule="chat",
+        )
+    ]
+    assert store.published == [] and store.retained == {}
 
 
 @pytest.mark.parametrize(
@@ -103,11 +130,10 @@ def test_publish_refusals_carry_the_aws_code_and_status(
     assert info.value.message and store.published == []
 
 
-@pytest.mark.parametrize("topic", ["$aws/things/lamp/shadow/update", "$aws/rules/chat/in"])
-def test_reserved_topics_clients_may_publish_to_are_accepted(topic: str) -> None:
+def test_reserved_topics_clients_may_publish_to_are_accepted() -> None:
     model, store = plane()
-    model.publish(topic, b"{}")
-    assert [m.topic for m in store.published] == [topic]
+    model.publish("$aws/things/lamp/shadow/update", b"{}")
+    assert [m.topic for m in store.published] == ["$aws/things/lamp/shadow/update"]
 
 
 def test_the_largest_payload_is_accepted() -> None:

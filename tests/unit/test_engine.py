@@ -406,7 +406,9 @@ async def test_hot_reload_keeps_counters_of_rules_that_stay(
 def test_the_context_of_a_message_sets_every_field() -> None:
     """``of_message`` sets the fields one by one (the hot path): none may be forgotten."""
     contexts = MessageContexts(account_id="1", newuuid=lambda: "u", random=lambda: 0.5)
-    msg = InboundMessage("a/b", b'{"x": 1}', 1, False, "c1", "p1", 42, 0, "trace")
+    msg = InboundMessage(
+        "a/b", b'{"x": 1}', 1, False, "c1", "p1", 42, 0, "trace", source_ip="192.0.2.1"
+    )
     made = contexts.of_message(msg, {"x": 1})
     assert {f.name for f in fields(MessageContext)} == set(MessageContext.__slots__)
     assert made == MessageContext(
@@ -414,6 +416,7 @@ def test_the_context_of_a_message_sets_every_field() -> None:
         payload=b'{"x": 1}',
         client_id="c1",
         principal="p1",
+        source_ip="192.0.2.1",
         timestamp_ms=42,
         trace_id="trace",
         newuuid=contexts.newuuid,
