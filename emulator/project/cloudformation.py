@@ -14,7 +14,7 @@ from typing import Any
 from emulator.actions.lambda_ import LambdaAction
 from emulator.actions.registry import BY_CLOUDFORMATION_NAME
 from emulator.arns import function_name_of
-from emulator.project.collect import Collector, plain, source_of
+from emulator.project.collect import Collector, plain, source_of, supported_runtime
 from emulator.project.model import (
     EventSourceMappingSpec,
     FunctionSpec,
@@ -273,7 +273,35 @@ def _rule(t: Template, out: Collector, logical_id: str, res: Any, props: dict[st
 def _function(
     t: Template, out: Collector, logical_id: str, res: Any, props: dict[str, Any], kind: str
 ) -> None:
+    """The function, if the emulator can run it, and its events either way: a rule that
+    invokes a function that could not be loaded fails as for a missing function."""
     name = t.local_name(logical_id)
+    runtime = props.get("Runtime", "python3.11")
+    if supported_runtime(t.file, out, name, str(t.resolve(runtime)), runtime, res):
+        _function_code(t, out, name, res, props, kind, str(t.resolve(runtime)))
+    for event_id, event in dict(props.get("Events") or {}).items():
+        etype = event.get("Type")
+        eprops = event.get("Properties") or {}
+        if etype == "Kinesis":
+            out.mappings.append(_mapping_spec(t, name, eprops, res))
+        elif etype == "IoTRule":
+            add_rule(
+                t.file,
+                out,
+                event,
+                f"{logical_id}{event_id}",
+                _text(t, eprops.get("Sql")),
+                str(eprops.get("AwsIotSqlVersion", "2015-10-08")),
+                [LambdaAction.invoking(name)],
+                None,
+                False,
+                "",
+            )
+
+
+def _function_code(
+    t: Template, out: Collector, name: str, res: Any, props: dict[str, Any], kind: str, runtime: str
+) -> None:
     handler = t.resolve(props.get("Handler"))
     code = t.resolve(
         props.get("CodeUri") if kind == "AWS::Serverless::Function" else props.get("Code")
@@ -293,31 +321,13 @@ def _function(
             name=name,
             handler=str(handler),
             code_path=code_path,
-            runtime=str(t.resolve(props.get("Runtime", "python3.11"))),
+            runtime=runtime,
             timeout=float(t.resolve(props.get("Timeout", 3))),
             memory_mb=int(t.resolve(props.get("MemorySize", 128))),
             environment={str(k): str(v) for k, v in dict(env).items()},
             source=source_of(t.file, res),
         )
     )
-    for event_id, event in dict(props.get("Events") or {}).items():
-        etype = event.get("Type")
-        eprops = event.get("Properties") or {}
-        if etype == "Kinesis":
-            out.mappings.append(_mapping_spec(t, name, eprops, res))
-        elif etype == "IoTRule":
-            add_rule(
-                t.file,
-                out,
-                event,
-                f"{logical_id}{event_id}",
-                _text(t, eprops.get("Sql")),
-                str(eprops.get("AwsIotSqlVersion", "2015-10-08")),
-                [LambdaAction.invoking(name)],
-                None,
-                False,
-                "",
-            )
 
 
 def _stream_name(t: Template, arn: Any) -> str:

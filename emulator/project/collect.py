@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ class Collector:
     policies: list[PolicySpec] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    # Every function declared, loaded or not: a rule naming one that could not be loaded is
+    # not also told the function is unknown.
+    declared_functions: set[str] = field(default_factory=set)
 
     def error(
         self, file: Path, where: Any, message: str, default: tuple[int, int] = (1, 1)
@@ -51,6 +55,29 @@ class Collector:
             diagnostics=tuple(self.diagnostics),
             files=tuple(self.files),
         )
+
+
+# The runtimes whose code the emulator can run: its workers start the Python runtime interface
+# client (functions/workers.py). Node.js, Java, Go, .NET, Ruby and custom runtimes are not.
+SUPPORTED_RUNTIMES = "python3.x (e.g. python3.12)"
+_PYTHON_RUNTIME = re.compile(r"python3\.\d+\Z")
+
+
+def supported_runtime(
+    file: Path, out: Collector, name: str, runtime: str, where: Any, node: Any
+) -> bool:
+    """Whether the emulator can run ``runtime``; if not, an error naming the function, its
+    runtime and the supported ones, at ``where`` (the Runtime value) or else ``node``."""
+    out.declared_functions.add(name)
+    if _PYTHON_RUNTIME.match(runtime):
+        return True
+    out.error(
+        file,
+        where if position_of(where) != (0, 0) else node,
+        f"function '{name}': runtime '{runtime}' cannot run in the emulator "
+        f"(supported: {SUPPORTED_RUNTIMES}); the function is not loaded",
+    )
+    return False
 
 
 def source_of(file: Path, node: Any) -> SourceRef:

@@ -15,7 +15,7 @@ import yaml
 
 from emulator.actions.registry import ACTION_TYPES
 from emulator.project.cloudformation import load_template
-from emulator.project.collect import Collector, plain, source_of
+from emulator.project.collect import Collector, plain, source_of, supported_runtime
 from emulator.project.model import (
     Diagnostic,
     EventSourceMappingSpec,
@@ -146,7 +146,12 @@ def _native_function(file: Path, item: dict[str, Any], out: Collector) -> None:
     name = _required(file, item, "functionName", out, "a function")
     handler = _required(file, item, "handler", out, "a function")
     code = _required(file, item, "codeUri", out, "a function")
+    if name:
+        out.declared_functions.add(str(name))
     if not (name and handler and code):
+        return
+    runtime = item.get("runtime", "python3.11")
+    if not supported_runtime(file, out, str(name), str(runtime), runtime, item):
         return
     code_path = (file.parent / str(code)).resolve()
     if not code_path.is_dir():
@@ -158,7 +163,7 @@ def _native_function(file: Path, item: dict[str, Any], out: Collector) -> None:
             name=str(name),
             handler=str(handler),
             code_path=code_path,
-            runtime=str(item.get("runtime", "python3.11")),
+            runtime=str(runtime),
             timeout=float(item.get("timeout", 3)),
             memory_mb=int(item.get("memorySize", 128)),
             environment={str(k): str(v) for k, v in dict(env).items()},
@@ -226,7 +231,7 @@ def _native_policy(file: Path, item: dict[str, Any], out: Collector) -> None:
 # -- cross-file checks -----------------------------------------------------------------
 def check_references(out: Collector) -> None:
     """Resources named by actions and event source mappings exist; rule names are unique."""
-    functions = {f.name for f in out.functions}
+    functions = {f.name for f in out.functions} | out.declared_functions
     streams = {s.name for s in out.streams}
     known = {"function": functions, "table": {t.name for t in out.tables}, "stream": streams}
     for rule in out.rules:
