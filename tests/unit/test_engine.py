@@ -59,7 +59,7 @@ rules:
     errorAction:
       republish: {topic: "errors/render"}
   - ruleName: Broken
-    sql: SELECT regexp_matches(text, pattern) AS m FROM 'broken/in'
+    sql: SELECT get_secret(text, pattern, 'arn:aws:iam::123456789012:role/r') AS m FROM 'broken/in'
     actions:
       - republish: {topic: "broken/out"}
   - ruleName: Stream

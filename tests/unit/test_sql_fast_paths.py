@@ -22,8 +22,9 @@ CASES: list[tuple[str, bytes, str | None, Any]] = [
     # those of the general path before the shortcuts existed (commit cbcb57d)
     (CHAT, b'{"room": "/r", "message": "hi"}', "c1",
      b'{"room":"/r","message":"hi","clientId":"c1","timestamp":5}'),
-    # a republished message has no client ID: clientid() is Undefined and left out
-    (CHAT, b'{"room": "/r", "message": "hi"}', None, b'{"room":"/r","message":"hi","timestamp":5}'),
+    # a republished message has no client ID: clientid() is "n/a" (iot-sql-functions.md)
+    (CHAT, b'{"room": "/r", "message": "hi"}', None,
+     b'{"room":"/r","message":"hi","clientId":"n/a","timestamp":5}'),
     (CHAT, b'{"n": 1.5, "m": 1e3}', "c1", b'{"n":1.5,"m":1000,"clientId":"c1","timestamp":5}'),
     (CHAT, b'{"big": 123456789012345678901234567890}', "c1",
      b'{"big":123456789012345678901234567890,"clientId":"c1","timestamp":5}'),

@@ -1,10 +1,12 @@
 """Functions that call AWS: ``get_dynamodb()`` and ``aws_lambda()`` through the context's
-external calls; the others need the real service and fail with a clear error."""
+external calls; those whose service the emulator lacks fail with an error naming them;
+and the MQTT 5 property readers, ``get_mqtt_property()`` and ``get_user_properties()``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
@@ -19,6 +21,8 @@ register_direct = TABLE.register_direct
 # -- AWS-only ------------------------------------------------------------------------
 @register("get_dynamodb", 4, 6, external=True)
 def _get_dynamodb(env: Env, args: list[Any]) -> Any:
+    if len(args) == 5:  # a sort key name needs its value
+        raise RuleEvaluationError("get_dynamodb() takes 4 or 6 arguments, got 5")
     ext = env.msg.external
     if ext is None:
         raise RuleEvaluationError("get_dynamodb: no DynamoDB backend is connected")
@@ -49,19 +53,74 @@ def _from_json(v: Any) -> Any:
     return v
 
 
-def _aws_only(name: str) -> Impl:
+def _aws_only(name: str, service: str) -> Impl:
     def impl(env: Env, args: list[Any]) -> Any:
-        raise RuleEvaluationError(f"{name}() needs the real AWS service and is not emulated")
+        raise RuleEvaluationError(f"{name}() needs {service}, which the emulator does not have")
 
     return impl
 
 
-for _name, _arity in {
-    "machinelearning_predict": (3, 3),
-    "get_secret": (2, 4),
-    "get_thing_shadow": (3, 3),
-    "get_registry_data": (2, 2),
-    "get_mqtt_property": (1, 1),
-    "get_user_properties": (1, 1),
-}.items():
-    register(_name, _arity[0], _arity[1])(_aws_only(_name))
+# Arities as iot-sql-functions.md and aws-iot-current.md give them (optional arguments
+# included): get_secret's key and get_thing_shadow's shadowName may be left out.
+for _name, _min, _max, _service in (
+    ("machinelearning_predict", 3, 3, "Amazon Machine Learning"),
+    ("get_secret", 3, 4, "AWS Secrets Manager"),
+    ("get_thing_shadow", 2, 3, "the Device Shadow service"),
+    ("get_registry_data", 3, 3, "the thing registry (device identity)"),
+):
+    register(_name, _min, _max)(_aws_only(_name, _service))
+
+
+# -- MQTT 5 properties ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Mqtt5Properties:
+    """The MQTT 5 properties of a PUBLISH that the SQL can read (aws-iot-current.md,
+    section 4). Values as the functions return them: correlation data in base64."""
+
+    format_indicator: str | None = None  # "UNSPECIFIED_BYTES" or "UTF8_DATA"
+    content_type: str | None = None
+    response_topic: str | None = None
+    correlation_data: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+
+NO_PROPERTIES: Final = Mqtt5Properties()
+
+
+def _properties(env: Env) -> Mqtt5Properties:
+    """The message's MQTT 5 properties. The broker speaks MQTT 3.1.1 only, so no message
+    has any: when MQTT 5 arrives, the message context carries the PUBLISH's properties
+    and this returns them; the two functions below stay as they are."""
+    return NO_PROPERTIES
+
+
+def mqtt_property(props: Mqtt5Properties, name: Any) -> Any:
+    """``get_mqtt_property(name)``: an absent payload format indicator reads as
+    "UNSPECIFIED_BYTES" (the MQTT 5 default); other absent properties and unknown names
+    are Undefined."""
+    if name == "format_indicator":
+        return props.format_indicator or "UNSPECIFIED_BYTES"
+    if name in ("content_type", "response_topic", "correlation_data"):
+        value = getattr(props, name)
+        return UNDEFINED if value is None else value
+    return UNDEFINED
+
+
+def user_properties(props: Mqtt5Properties, *key: Any) -> Any:
+    """``get_user_properties([key])``: with a key, every value of that key in order;
+    without, every pair as a one-pair object. No match (or no user properties at all) is
+    Undefined, like a missing key (differences.md)."""
+    if key:
+        values = [v for k, v in props.user_properties if k == key[0]]
+        return values or UNDEFINED
+    return [{k: v} for k, v in props.user_properties] or UNDEFINED
+
+
+@register("get_mqtt_property", 1)
+def _get_mqtt_property(env: Env, args: list[Any]) -> Any:
+    return mqtt_property(_properties(env), args[0])
+
+
+@register("get_user_properties", 0, 1)
+def _get_user_properties(env: Env, args: list[Any]) -> Any:
+    return user_properties(_properties(env), *args)

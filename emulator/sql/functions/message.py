@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable
+from emulator.sql.functions.timeformats import format_joda, parse_java
 from emulator.sql.values import UNDEFINED, to_number
 
 TABLE = FunctionTable()
@@ -32,8 +32,20 @@ def _topic(env: Env, args: list[Any]) -> Any:
 
 @register_direct("clientid")
 def _clientid(env: Env) -> Any:
+    """The MQTT client's ID, or "n/a" for a message that did not come over MQTT (a
+    data-plane publish, a republished message, ``rules eval`` without a client): then a
+    ``clientId`` field of the payload cannot pass for the sender (iot-sql-functions.md,
+    clientid())."""
     client_id = env.msg.client_id
-    return client_id if client_id is not None else UNDEFINED
+    return "n/a" if client_id is None else client_id
+
+
+@register_direct("sourceip")
+def _sourceip(env: Env) -> Any:
+    """The publishing client's IP address, Undefined when the emulator does not know it
+    (aws-iot-current.md section 4; republish does not pass the original address on)."""
+    source_ip = env.msg.source_ip
+    return UNDEFINED if source_ip is None else source_ip
 
 
 @register_direct("principal")
@@ -59,8 +71,16 @@ def _newuuid(env: Env, args: list[Any]) -> Any:
 
 @register("traceid", 0)
 def _traceid(env: Env, args: list[Any]) -> Any:
-    # A message without a trace ID gets a fresh one, as before the sources were injected.
-    return env.msg.trace_id if env.msg.trace_id else _new_uuid(env, "traceid")
+    """The MQTT message's trace ID, Undefined if the message did not come over MQTT
+    (iot-sql-functions.md, traceid()). A message without one gets a UUID on first use,
+    kept in its context so every call and every rule on that message sees the same."""
+    msg = env.msg
+    if msg.trace_id:
+        return msg.trace_id
+    if msg.client_id is None:
+        return UNDEFINED
+    msg.trace_id = _new_uuid(env, "traceid")
+    return msg.trace_id
 
 
 def _new_uuid(env: Env, name: str) -> str:
@@ -76,75 +96,24 @@ def _sql_version(env: Env) -> Any:
 
 
 # -- time ----------------------------------------------------------------------------
-_JODA = [
-    ("yyyy", "%Y"),
-    ("yy", "%y"),
-    ("MMMM", "%B"),
-    ("MMM", "%b"),
-    ("MM", "%m"),
-    ("dd", "%d"),
-    ("HH", "%H"),
-    ("hh", "%I"),
-    ("mm", "%M"),
-    ("ss", "%S"),
-    ("SSS", "%f"),
-    ("a", "%p"),
-    ("EEEE", "%A"),
-    ("EEE", "%a"),
-    ("Z", "%z"),
-    ("z", "%Z"),
-]
-
-
-def _joda_to_strftime(pattern: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "'":
-            j = pattern.find("'", i + 1)
-            j = len(pattern) if j < 0 else j
-            out.append(pattern[i + 1 : j].replace("%", "%%"))
-            i = j + 1
-            continue
-        for joda, py in _JODA:
-            if pattern.startswith(joda, i):
-                out.append(py)
-                i += len(joda)
-                break
-        else:
-            out.append(pattern[i].replace("%", "%%"))
-            i += 1
-    return "".join(out)
-
-
 @register("parse_time", 2, 3)
 def _parse_time(env: Env, args: list[Any]) -> Any:
-    pattern, ts = args[0], to_number(args[1])
-    if type(pattern) is not str or ts is None:
+    """A time in milliseconds written with a Joda-Time pattern, in UTC or the given Joda
+    zone; Undefined for arguments it cannot use (see ``timeformats``)."""
+    pattern, ts = args[0], to_number(args[1]) if type(args[1]) is not bool else None
+    zone_id = args[2] if len(args) == 3 else "UTC"
+    if type(pattern) is not str or ts is None or type(zone_id) is not str:
         return UNDEFINED
-    when = datetime.fromtimestamp(int(ts) / 1000, tz=UTC)
-    if len(args) == 3 and type(args[2]) is str and args[2] not in ("UTC", "Z"):
-        try:
-            from zoneinfo import ZoneInfo
-
-            when = when.astimezone(ZoneInfo(args[2]))
-        except (ImportError, KeyError, ValueError) as exc:
-            raise RuleEvaluationError(f"parse_time: unknown time zone {args[2]!r}") from exc
-    text = when.strftime(_joda_to_strftime(pattern))
-    if "SSS" in pattern:
-        text = text.replace(when.strftime("%f"), f"{when.microsecond // 1000:03d}")
-    return text
+    text = format_joda(pattern, int(ts), zone_id)
+    return UNDEFINED if text is None else text
 
 
 @register("time_to_epoch", 2)
 def _time_to_epoch(env: Env, args: list[Any]) -> Any:
+    """A time written with a JDK 11 pattern, in milliseconds; UTC unless the text names a
+    zone or an offset."""
     text, pattern = args
     if type(text) is not str or type(pattern) is not str:
         return UNDEFINED
-    try:
-        parsed = datetime.strptime(text, _joda_to_strftime(pattern))
-    except ValueError:
-        return UNDEFINED
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    ms = parse_java(text, pattern)
+    return UNDEFINED if ms is None else ms
