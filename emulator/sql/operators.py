@@ -94,11 +94,18 @@ def op_add(a: Any, b: Any, sql_version: str = "2016-03-23") -> Any:
     ta, tb = type(a), type(b)
     if ta is int and tb is int:
         return a + b
-    if ta is str or tb is str:
-        # iot-sql-data-types.md, "To string": Null and Undefined convert to Undefined
-        if a is UNDEFINED or b is UNDEFINED or a is None or b is None:
+    # A String on either side concatenates; iot-sql-data-types.md, "To string": Null and
+    # Undefined convert to Undefined.
+    if ta is str:
+        if tb is str:
+            return a + b
+        if b is UNDEFINED or b is None:
             return UNDEFINED
-        return to_string(a, sql_version) + to_string(b, sql_version)
+        return a + to_string(b, sql_version)
+    if tb is str:
+        if a is UNDEFINED or a is None:
+            return UNDEFINED
+        return to_string(a, sql_version) + b
     if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
         return DECIMAL_CONTEXT.add(Decimal(a), Decimal(b))
     return UNDEFINED
