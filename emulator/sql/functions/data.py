@@ -1,16 +1,32 @@
-"""Type tests, encoding and hashing, ``cast``, and reaching into documents."""
+"""Type tests, encoding and hashing, ``cast``, and reaching into documents.
+
+Each function follows its section of iot-sql-functions.md; ``cast`` follows the
+conversion tables of that section, the implicit conversions those of
+iot-sql-data-types.md (both in ``emulator.sql.values``).
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-from decimal import ROUND_DOWN, Decimal
+import math
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
+
+from Crypto.Hash import MD2
 
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, string_arg
-from emulator.sql.values import UNDEFINED, to_decimal, to_number, to_string
+from emulator.sql.values import (
+    UNDEFINED,
+    parse_json,
+    to_boolean,
+    to_decimal,
+    to_int,
+)
 
 TABLE = FunctionTable()
 register = TABLE.register
@@ -18,150 +34,194 @@ register_direct = TABLE.register_direct
 
 
 # -- predicates ----------------------------------------------------------------------
-@register("isundefined", 1)
+# The only two type tests AWS IoT SQL has (isNumber, isString, ... are not in its
+# reference, and a rule calling them does not compile).
+@register("isUndefined", 1)
 def _isundefined(env: Env, args: list[Any]) -> Any:
     return args[0] is UNDEFINED
 
 
-@register("isnull", 1)
+@register("isNull", 1)
 def _isnull(env: Env, args: list[Any]) -> Any:
     return args[0] is None
 
 
-for _name, _types in {
-    "isstring": (str,),
-    "isboolean": (bool,),
-    "isarray": (list,),
-    "isobject": (dict,),
-}.items():
-
-    def _make(types: tuple[type, ...]) -> Impl:
-        return lambda env, args: type(args[0]) in types
-
-    register(_name, 1)(_make(_types))
+# -- encoding and hashing --------------------------------------------------------------
+def _scheme(name: str, scheme: Any) -> None:
+    if scheme != "base64":
+        raise RuleEvaluationError(f"{name}: unsupported encoding {scheme!r} (only 'base64')")
 
 
-@register("isnumber", 1)
-def _isnumber(env: Env, args: list[Any]) -> Any:
-    return type(args[0]) in (int, Decimal)
-
-
-@register("isempty", 1)
-def _isempty(env: Env, args: list[Any]) -> Any:
-    v = args[0]
-    return type(v) in (str, list, dict) and len(v) == 0
-
-
-# -- encoding, hashing, casting ------------------------------------------------------
 @register("encode", 2)
 def _encode(env: Env, args: list[Any]) -> Any:
+    """``encode(*, 'base64')`` encodes the payload's own bytes, JSON or not; any other
+    value is made a String first (the standard conversions)."""
     value, scheme = args
-    if scheme != "base64":
-        raise RuleEvaluationError(f"encode: unsupported encoding {scheme!r} (only 'base64')")
+    _scheme("encode", scheme)
     if type(value) is bytes:
         data = value
-    elif value is UNDEFINED:
-        return UNDEFINED
+    elif (type(value) is dict or type(value) is list) and value is env.msg.document:
+        data = env.raw
     else:
-        data = to_string(value, env.sql_version).encode()
+        text = string_arg(value, env)
+        if text is None:
+            return UNDEFINED
+        data = text.encode()
     return base64.b64encode(data).decode()
 
 
 @register("decode", 2)
 def _decode(env: Env, args: list[Any]) -> Any:
+    """The decoded bytes as a document when they are JSON, else as a String (bytes when
+    not UTF-8); Null when the text is not base64. Padding may be left off, as Java's
+    decoder allows."""
     value, scheme = args
-    if scheme != "base64":
-        raise RuleEvaluationError(f"decode: unsupported encoding {scheme!r} (only 'base64')")
-    if type(value) is not str:
+    _scheme("decode", scheme)
+    text = string_arg(value, env)
+    if text is None:
         return UNDEFINED
     try:
-        raw = base64.b64decode(value, validate=True)
-    except ValueError:
-        return UNDEFINED
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    doc = parse_json(raw)
+    if doc is not UNDEFINED:
+        return doc
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
 
 
+def _hash(digest: Callable[[bytes], str]) -> Impl:
+    def impl(env: Env, args: list[Any]) -> Any:
+        v = args[0]
+        if type(v) is bytes:  # a binary payload's `*`: its bytes as they are
+            return digest(v)
+        s = string_arg(v, env)
+        return UNDEFINED if s is None else digest(s.encode())
+
+    return impl
+
+
+def _hashlib(algorithm: str) -> Callable[[bytes], str]:
+    return lambda data: hashlib.new(algorithm, data).hexdigest()
+
+
 for _name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
-
-    def _hash(algorithm: str) -> Impl:
-        def impl(env: Env, args: list[Any]) -> Any:
-            s = string_arg(args[0], env)
-            return UNDEFINED if s is None else hashlib.new(algorithm, s.encode()).hexdigest()
-
-        return impl
-
-    register(_name, 1)(_hash(_name))
+    register(_name, 1)(_hash(_hashlib(_name)))
+# hashlib has no MD2 (OpenSSL dropped it); pycryptodome has.
+register("md2", 1)(_hash(lambda data: MD2.new(data).hexdigest()))
 
 
-@register("md2", 1)
-def _md2(env: Env, args: list[Any]) -> Any:
-    raise RuleEvaluationError("md2: not available in this emulator (Python has no MD2)")
+# -- cast ------------------------------------------------------------------------------
+def _to_decimal(value: Any) -> Any:
+    t = type(value)
+    if t is bool:
+        return Decimal(1 if value else 0)  # true = 1.0, false = 0.0
+    d = to_decimal(value)  # Int, Decimal, numeric String
+    return UNDEFINED if d is None else d
+
+
+def _to_double(value: Any) -> Any:
+    d = _to_decimal(value)
+    if d is UNDEFINED:
+        return d
+    f = float(d)
+    return UNDEFINED if math.isinf(f) else Decimal(repr(f))
+
+
+def _to_int(value: Any) -> Any:
+    if type(value) is bool:
+        return 1 if value else 0
+    n = to_int(value)  # Decimal and numeric String: rounded down (toward zero)
+    return UNDEFINED if n is None else n
+
+
+def _to_boolean(value: Any) -> Any:
+    t = type(value)
+    if t is int or t is Decimal:
+        return value != 0
+    b = to_boolean(value)
+    return UNDEFINED if b is None else b
+
+
+def _to_str(env: Env, value: Any) -> Any:
+    # A String is the source value (aws-iot-current.md corrects the archived table, which
+    # repeats the Boolean row there).
+    s = string_arg(value, env)
+    return UNDEFINED if s is None else s
+
+
+# The keywords after AS (iot-sql-functions.md, cast), by lower-case name. The page lists
+# Decimal, Bool and Boolean for 2016-03-23 only, yet tells readers to cast to Decimal in
+# 2015-10-08 to keep 10.0 a Decimal: every keyword works in both versions here.
+_CASTS: dict[str, Callable[[Env, Any], Any]] = {
+    "string": _to_str,
+    "nvarchar": _to_str,
+    "text": _to_str,
+    "ntext": _to_str,
+    "varchar": _to_str,
+    "int": lambda env, v: _to_int(v),
+    "integer": lambda env, v: _to_int(v),
+    "double": lambda env, v: _to_double(v),
+    "decimal": lambda env, v: _to_decimal(v),
+    "bool": lambda env, v: _to_boolean(v),
+    "boolean": lambda env, v: _to_boolean(v),
+}
 
 
 @register("cast", 2)
 def _cast(env: Env, args: list[Any]) -> Any:
-    value, target = args[0], str(args[1]).lower()
-    t = type(value)
+    value, target = args[0], str(args[1])
+    key = target.lower()
+    convert = _CASTS.get(key)
+    if convert is None:
+        raise RuleEvaluationError(
+            f"cast: unknown type {target!r} (String, Nvarchar, Text, Ntext, Varchar, Int,"
+            " Integer, Double, Decimal, Bool, Boolean)"
+        )
     if value is UNDEFINED or value is None:
         return UNDEFINED
-    if target in ("int", "integer"):
-        if t is bool:
-            return 1 if value else 0
-        d = to_decimal(value) if t is not str else to_decimal(value.strip())
-        return UNDEFINED if d is None else int(d.to_integral_value(rounding=ROUND_DOWN))
-    if target == "decimal":
-        if t is bool:
-            return Decimal(1 if value else 0)
-        d = to_decimal(value) if t is not str else to_decimal(value.strip())
-        return UNDEFINED if d is None else d
-    if target == "string":
-        return to_string(value, env.sql_version)
-    if target in ("boolean", "bool"):
-        if t is bool:
-            return value
-        if t in (int, Decimal):
-            return value != 0
-        if t is str:
-            low = value.strip().lower()
-            return True if low == "true" else False if low == "false" else UNDEFINED
-        return UNDEFINED
-    raise RuleEvaluationError(f"cast: unknown type {args[1]!r}")
+    return convert(env, value)
 
 
-# -- structure -----------------------------------------------------------------------
+# -- structure -------------------------------------------------------------------------
 @register("get", 2)
 def _get(env: Env, args: list[Any]) -> Any:
+    """Array and String: the item at a 0-based index converted to Int (``get("abc", 0)`` is
+    "a", aws-iot-current.md); Object: the member named by a String key, unconverted."""
     container, key = args
     t = type(container)
     if t is list or t is str:
-        n = to_number(key)
-        if n is None or type(key) is bool:
+        i = to_int(key)
+        if i is None or not 0 <= i < len(container):
             return UNDEFINED
-        i = int(n)
-        return container[i] if 0 <= i < len(container) else UNDEFINED
-    if t is dict:
-        return container.get(to_string(key, env.sql_version), UNDEFINED)
+        return container[i]
+    if t is dict and type(key) is str:
+        return container.get(key, UNDEFINED)
     return UNDEFINED
 
 
 @register("nanvl", 2)
 def _nanvl(env: Env, args: list[Any]) -> Any:
+    """The second argument for Undefined, Null and NaN (a payload's ``NaN`` is read as a
+    float), else the first."""
     v = args[0]
-    if type(v) is Decimal and v.is_nan():
+    if v is UNDEFINED or v is None:
+        return args[1]
+    t = type(v)
+    if (t is Decimal or t is float) and v != v:
         return args[1]
     return v
 
 
 @register("transform", 3)
 def _transform(env: Env, args: list[Any]) -> Any:
+    """``enrichArray`` is the one documented mode; any other gives Undefined. The Object's
+    attributes are added to each object of the Array (they win over an element's own);
+    elements that are not objects are kept as they are (the page does not say)."""
     mode, obj, arr = args
-    if type(mode) is not str or type(obj) is not dict or type(arr) is not list:
+    if mode != "enrichArray" or type(obj) is not dict or type(arr) is not list:
         return UNDEFINED
-    if mode == "enrichArray":
-        return [{**item, **obj} if type(item) is dict else item for item in arr]
-    if mode == "applyObjectsToArray":
-        return [{**obj, **item} if type(item) is dict else item for item in arr]
-    raise RuleEvaluationError(f"transform: unknown mode {mode!r}")
+    return [{**item, **obj} if type(item) is dict else item for item in arr]
