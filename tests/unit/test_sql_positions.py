@@ -110,40 +110,26 @@ def _diagnostics(tmp_path: Path, text: str) -> list[str]:
     return [str(d).removeprefix(f"{file}:") for d in project.errors]
 
 
-@pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("kind", FILES)
-def test_a_syntax_error_is_at_its_place_in_the_file(tmp_path: Path, kind: str, style: str) -> None:
-    write, indent = FILES[kind]
-    text = write(STYLES[style](SYNTAX, indent))
-    line, column = _where(text, "FRM")
-    assert _diagnostics(tmp_path, text) == [
-        f"{line}:{column}: rule 'R': expected FROM, found 'FRM'"
-    ]
+# mistake -> (the SQL, the text the error points at, before or after it, the message)
+MISTAKES = {
+    "syntax error": (SYNTAX, "FRM", False, "expected FROM, found 'FRM'"),
+    "unknown function": (FUNCTION, "concatt", False, "unknown function 'concatt'"),
+    "unfinished statement": (END, "WHERE", True, "unexpected end of statement"),
+}
 
 
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("kind", FILES)
-def test_an_unknown_function_is_at_its_place_in_the_file(
-    tmp_path: Path, kind: str, style: str
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_a_sql_error_is_at_its_place_in_the_file(
+    tmp_path: Path, mistake: str, kind: str, style: str
 ) -> None:
+    sql, marker, after, expected = MISTAKES[mistake]
     write, indent = FILES[kind]
-    text = write(STYLES[style](FUNCTION, indent))
-    line, column = _where(text, "concatt")
+    text = write(STYLES[style](sql, indent))
+    line, column = _where(text, marker, after)
     [message] = _diagnostics(tmp_path, text)
-    assert message.startswith(f"{line}:{column}: rule 'R': unknown function 'concatt'"), message
-
-
-@pytest.mark.parametrize("style", STYLES)
-@pytest.mark.parametrize("kind", FILES)
-def test_an_unfinished_statement_ends_after_its_last_word(
-    tmp_path: Path, kind: str, style: str
-) -> None:
-    write, indent = FILES[kind]
-    text = write(STYLES[style](END, indent))
-    line, column = _where(text, "WHERE", after=True)
-    assert _diagnostics(tmp_path, text) == [
-        f"{line}:{column}: rule 'R': unexpected end of statement"
-    ]
+    assert message.startswith(f"{line}:{column}: rule 'R': {expected}"), message
 
 
 def test_json_rule_files_map_escapes_too(tmp_path: Path) -> None:
