@@ -167,6 +167,7 @@ def _chr(env: Env, args: list[Any]) -> Any:
 
 # -- regular expressions (java.util.regex) ---------------------------------------------
 _NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z])")
+_BACKREF = re.compile(r"\\k<([A-Za-z][A-Za-z0-9]*)>")
 _COUNTED = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
 
 
@@ -175,7 +176,7 @@ class _NotJava(Exception):
 
 
 def _translate(pattern: str) -> str:
-    """A Java pattern in Python's spelling: named groups ``(?<n>...)``, ``\\Q...\\E``
+    """A Java pattern in Python's spelling: named groups ``(?<n>...)`` and ``\\k<n>``, ``\\Q...\\E``
     quoting, ``\\z`` (end of input) and ``\\Z`` (end, before a final line break).
     Java refuses a ``{`` that opens no ``{n}``/``{n,}``/``{n,m}``, which Python would
     read as a letter; a class inside a class (Java's unions and ``&&``) has no Python
@@ -193,12 +194,22 @@ def _translate(pattern: str) -> str:
                 out.append(re.escape(pattern[i + 2 : end]))
                 i = end + 2
                 continue
+            backref = _BACKREF.match(pattern, i) if not in_class else None
+            if backref is not None:  # \k<name>
+                out.append(f"(?P={backref.group(1)})")
+                i = backref.end()
+                continue
             out.append({"z": r"\Z", "Z": r"(?=\n?\Z)"}.get(e, c + e) if not in_class else c + e)
             i += 2
             continue
         if in_class:
-            if c == "[":
+            pair = pattern[i : i + 2]
+            if c == "[" or pair in ("&&", "--"):  # Java's nested class, intersection
                 raise _NotJava(pattern)
+            if pair in ("~~", "||"):  # letters to Java; Python reserves them in a class
+                out.append("\\" + c + "\\" + c)
+                i += 2
+                continue
             in_class = c != "]"
         elif c == "[":
             in_class = True
