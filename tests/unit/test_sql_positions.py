@@ -91,7 +91,28 @@ def _template(value: str) -> str:
     )
 
 
-FILES = {"rule file": (_native, "      "), "template": (_template, "          ")}
+def _sam_event(value: str) -> str:
+    return (
+        "Resources:\n"
+        "  R:\n"  # the rule of event E of function R is named RE
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties:\n"
+        "      Handler: app.handler\n"
+        "      CodeUri: code\n"
+        "      Events:\n"
+        "        E:\n"
+        "          Type: IoTRule\n"
+        "          Properties:\n"
+        "            AwsIotSqlVersion: '2016-03-23'\n"
+        f"            Sql: {value}\n"
+    )
+
+
+FILES = {
+    "rule file": (_native, "      "),
+    "template": (_template, "          "),
+    "SAM IoTRule event": (_sam_event, "              "),
+}
 
 
 def _where(text: str, marker: str, after: bool = False) -> tuple[int, int]:
@@ -103,6 +124,7 @@ def _where(text: str, marker: str, after: bool = False) -> tuple[int, int]:
 
 
 def _diagnostics(tmp_path: Path, text: str) -> list[str]:
+    (tmp_path / "code").mkdir()
     file = tmp_path / "rules.yaml"
     file.write_text(text)
     project = load_project([file])
@@ -129,7 +151,8 @@ def test_a_sql_error_is_at_its_place_in_the_file(
     text = write(STYLES[style](sql, indent))
     line, column = _where(text, marker, after)
     [message] = _diagnostics(tmp_path, text)
-    assert message.startswith(f"{line}:{column}: rule 'R': {expected}"), message
+    rule = "RE" if kind == "SAM IoTRule event" else "R"
+    assert message.startswith(f"{line}:{column}: rule '{rule}': {expected}"), message
 
 
 def test_json_rule_files_map_escapes_too(tmp_path: Path) -> None:
