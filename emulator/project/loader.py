@@ -9,7 +9,7 @@ docs/formats.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -270,29 +270,28 @@ def check_references(out: Collector) -> None:
 def check_unique(out: Collector) -> None:
     """Names are unique in one deployment, as in an AWS account and region: a second
     declaration is an error naming both places (e.g. a rule in rules/ and in a template
-    loaded together)."""
-    kinds: tuple[
-        tuple[str, tuple[RuleSpec | FunctionSpec | TableSpec | StreamSpec | PolicySpec, ...]], ...
-    ] = (
-        ("rule", tuple(out.rules)),
-        ("function", tuple(out.functions)),
-        ("table", tuple(out.tables)),
-        ("stream", tuple(out.streams)),
-        ("policy", tuple(out.policies)),
-    )
-    for kind, specs in kinds:
-        first: dict[str, SourceRef | None] = {}
-        for spec in specs:
-            if spec.name not in first:
-                first[spec.name] = spec.source
-                continue
-            src, earlier = spec.source, first[spec.name]
-            where = f" (first at {earlier})" if earlier is not None else ""
-            out.diagnostics.append(
-                Diagnostic(
-                    src.file if src else Path(),
-                    src.line if src else 0,
-                    src.column if src else 0,
-                    f"{kind} '{spec.name}' is defined twice{where}",
-                )
+    loaded together), and is dropped, as AWS refuses to create it (the first one stays)."""
+    out.rules = _first_of_each(out, "rule", out.rules)
+    out.functions = _first_of_each(out, "function", out.functions)
+    out.tables = _first_of_each(out, "table", out.tables)
+    out.streams = _first_of_each(out, "stream", out.streams)
+    out.policies = _first_of_each(out, "policy", out.policies)
+
+
+_Named = TypeVar("_Named", RuleSpec, FunctionSpec, TableSpec, StreamSpec, PolicySpec)
+
+
+def _first_of_each(out: Collector, kind: str, specs: list[_Named]) -> list[_Named]:
+    first: dict[str, _Named] = {}
+    for spec in specs:
+        earlier = first.setdefault(spec.name, spec)
+        if earlier is spec:
+            continue
+        src = spec.source or SourceRef(Path())
+        where = f" (first at {earlier.source})" if earlier.source is not None else ""
+        out.diagnostics.append(
+            Diagnostic(
+                src.file, src.line, src.column, f"{kind} '{spec.name}' is defined twice{where}"
             )
+        )
+    return list(first.values())

@@ -167,6 +167,8 @@ def test_rules_check_exits_non_zero_with_messages() -> None:
         in together.stdout.splitlines()
     ), together.stdout
     assert "function 'chat' is defined twice (first at rules/chat.yaml:" in together.stdout
+    # The second declarations are not loaded (AWS would refuse to create them).
+    assert "rules/ + template.yaml: 2 files, 5 rules, 1 functions, 2 tables" in together.stderr
 
 
 def test_a_name_declared_twice_in_one_folder_names_both_places(tmp_path: Path) -> None:
@@ -176,6 +178,7 @@ def test_a_name_declared_twice_in_one_folder_names_both_places(tmp_path: Path) -
     (tmp_path / "a.yaml").write_text("rules:\n" + rule)
     (tmp_path / "b.yaml").write_text("# second\nrules:\n" + rule)
     project = load_project([tmp_path])
+    assert [r.source.file.name for r in project.rules if r.source] == ["a.yaml"]
     assert [str(d) for d in project.errors] == [
         f"{tmp_path / 'b.yaml'}:3:5: rule 'R' is defined twice (first at {tmp_path / 'a.yaml'}:2:5)"
     ]
