@@ -8,41 +8,43 @@ and Null or Undefined made into a String is Undefined.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
-from emulator.sql.values import DECIMAL_CONTEXT, UNDEFINED, equal, to_decimal, to_string
-
-
-def _bool_operand(v: Any) -> bool | None:
-    if type(v) is bool:
-        return v  # type: ignore[no-any-return]
-    if type(v) is str:
-        low = v.lower()
-        if low == "true":
-            return True
-        if low == "false":
-            return False
-    return None
+from emulator.sql.values import (
+    DECIMAL_CONTEXT,
+    UNDEFINED,
+    equal,
+    to_boolean,
+    to_decimal,
+    to_string,
+)
 
 
 def op_and(a: Any, b: Any) -> Any:
-    x, y = _bool_operand(a), _bool_operand(b)
+    if type(a) is bool and type(b) is bool:
+        return a and b
+    # "true"/"false" Strings convert; anything else (Undefined too) makes the result
+    # Undefined: no short-circuit, the table has no row where one operand decides.
+    x, y = to_boolean(a), to_boolean(b)
     if x is None or y is None:
         return UNDEFINED
     return x and y
 
 
 def op_or(a: Any, b: Any) -> Any:
-    x, y = _bool_operand(a), _bool_operand(b)
+    if type(a) is bool and type(b) is bool:
+        return a or b
+    x, y = to_boolean(a), to_boolean(b)
     if x is None or y is None:
         return UNDEFINED
     return x or y
 
 
 def op_not(a: Any) -> Any:
-    x = _bool_operand(a)
+    x = to_boolean(a)
     return UNDEFINED if x is None else not x
 
 
@@ -50,7 +52,7 @@ def op_eq(a: Any, b: Any) -> Any:
     if a is UNDEFINED or b is UNDEFINED:
         return UNDEFINED
     if a is None and b is None:
-        return True  # documented as an open question; Null equals Null here
+        return True  # no Null row in the = table; the <> table's says Null <> Null is false
     return equal(a, b)
 
 
@@ -62,32 +64,41 @@ def op_ne(a: Any, b: Any) -> Any:
     return not equal(a, b)
 
 
-def _compare(a: Any, b: Any, test: Callable[[Any, Any], bool]) -> Any:
-    ta, tb = type(a), type(b)
-    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
-        return test(a, b)
-    if ta is bool or tb is bool:
-        return UNDEFINED
+def _compare_converted(a: Any, b: Any, test: Callable[[Any, Any], bool]) -> Any:
+    """The String/Int/Decimal row: both sides converted to Decimal, else Undefined."""
     x, y = to_decimal(a), to_decimal(b)
     if x is None or y is None:
         return UNDEFINED
     return test(x, y)
 
 
+# Each comparison tests Int/Decimal operands inline (the usual WHERE), the rest converted.
 def op_lt(a: Any, b: Any) -> Any:
-    return _compare(a, b, lambda x, y: x < y)
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return a < b
+    return _compare_converted(a, b, operator.lt)
 
 
 def op_le(a: Any, b: Any) -> Any:
-    return _compare(a, b, lambda x, y: x <= y)
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return a <= b
+    return _compare_converted(a, b, operator.le)
 
 
 def op_gt(a: Any, b: Any) -> Any:
-    return _compare(a, b, lambda x, y: x > y)
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return a > b
+    return _compare_converted(a, b, operator.gt)
 
 
 def op_ge(a: Any, b: Any) -> Any:
-    return _compare(a, b, lambda x, y: x >= y)
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is Decimal) and (tb is int or tb is Decimal):
+        return a >= b
+    return _compare_converted(a, b, operator.ge)
 
 
 def op_add(a: Any, b: Any, sql_version: str = "2016-03-23") -> Any:
@@ -117,8 +128,7 @@ def _arith(
     ta, tb = type(a), type(b)
     if ta is int and tb is int:
         return int_op(a, b)
-    if ta is bool or tb is bool:
-        return UNDEFINED
+    # Booleans are not numbers (to_decimal refuses them); numeric Strings are Decimals
     x, y = to_decimal(a), to_decimal(b)
     if x is None or y is None:
         return UNDEFINED
@@ -143,11 +153,15 @@ def _int_mod(a: int, b: int) -> Any:
 
 
 def op_sub(a: Any, b: Any) -> Any:
-    return _arith(a, b, lambda x, y: x - y, DECIMAL_CONTEXT.subtract)
+    if type(a) is int and type(b) is int:
+        return a - b
+    return _arith(a, b, operator.sub, DECIMAL_CONTEXT.subtract)
 
 
 def op_mul(a: Any, b: Any) -> Any:
-    return _arith(a, b, lambda x, y: x * y, DECIMAL_CONTEXT.multiply)
+    if type(a) is int and type(b) is int:
+        return a * b
+    return _arith(a, b, operator.mul, DECIMAL_CONTEXT.multiply)
 
 
 def op_div(a: Any, b: Any) -> Any:
