@@ -117,6 +117,8 @@ def parse_action(
     if not isinstance(params, dict):
         out.error(file, raw, f"rule '{rule}': action '{kind}' needs a mapping of parameters")
         return None
+    # Parameters from a template are rebuilt by intrinsics and case changes: no position.
+    where = params if position_of(params) != (0, 0) else raw
     ok = True
     templates: dict[str, Template] = {}
     for path in action_type.template_fields:
@@ -128,14 +130,14 @@ def parse_action(
                 if isinstance(value, PosStr):
                     line, column = value.position_at(sql_offset(value, exc.line, exc.column))
                 else:
-                    line, column = position_of(params)
+                    line, column = position_of(where)
                 out.diagnostics.append(
                     Diagnostic(file, line, column, f"rule '{rule}': {kind}.{path}: {exc.message}")
                 )
                 ok = False
     required = action_type.required_field
     if field_value(params, required) in (None, ""):
-        out.error(file, params, f"rule '{rule}': action '{kind}' needs '{required}'")
+        out.error(file, where, f"rule '{rule}': action '{kind}' needs '{required}'")
         ok = False
     if not ok:
         return None
@@ -143,6 +145,6 @@ def parse_action(
     try:
         compiled = action_type.compile(written, templates)
     except ValueError as exc:
-        out.error(file, params, f"rule '{rule}': {kind}: {exc}")
+        out.error(file, where, f"rule '{rule}': {kind}: {exc}")
         return None
     return ActionSpec(kind, written, source_of(file, raw)), compiled

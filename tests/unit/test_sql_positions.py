@@ -181,3 +181,21 @@ def test_sql_an_intrinsic_makes_is_reported_at_the_intrinsic(tmp_path: Path) -> 
     assert _diagnostics(tmp_path, text) == [
         f"{line}:{column}: rule 'R': expected FROM, found 'FRM'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ("{RoleArn: r}", "action 'republish' needs 'topic'"),
+        ('{Topic: !Join ["", ["o/", "${concatt(a)}"]], RoleArn: r}', "republish.topic: unknown"),
+    ],
+)
+def test_a_template_action_without_positions_is_reported_at_the_action(
+    tmp_path: Path, action: str, expected: str
+) -> None:
+    text = _template("SELECT * FROM 'a'").replace(
+        "{Topic: out, RoleArn: arn:aws:iam::123456789012:role/r}", action
+    )
+    line, column = _where(text, "Republish")
+    [message] = _diagnostics(tmp_path, text)
+    assert message.startswith(f"{line}:{column}: rule 'R': {expected}"), message
