@@ -34,7 +34,11 @@ def add_parser(sub: Any) -> None:
 
     test = cmds.add_parser("test", help="dry-run every loaded rule against one message")
     test.add_argument(
-        "--rules", action="append", required=False, help="rule file/template/folder (repeatable)"
+        "--rules",
+        action="append",
+        required=False,
+        help="rule file/template/folder (repeatable: all of them are one deployment, as up "
+        "--rules loads them; default: the repository's rules/, as for up)",
     )
     test.add_argument("--topic", required=True)
     test.add_argument("--payload", required=True, help="the message payload (text; JSON usually)")
