@@ -338,13 +338,10 @@ class MqttProtocol:
                         will.payload,
                         will.qos,
                         will.retain,
-                        self._client_id,
-                        self._principal,
-                        now,
-                        0,
-                        None,
-                        None,
-                        self._source_ip,
+                        client_id=self._client_id,
+                        principal=self._principal,
+                        timestamp_ms=now,
+                        source_ip=self._source_ip,
                     )
                 )
         if self._taken_over:

@@ -130,6 +130,18 @@ def test_a_client_message_carries_its_address_for_sourceip() -> None:
     assert isinstance(message, InboundMessage) and message.source_ip == "127.0.0.1"
 
 
+def test_a_last_will_on_a_basic_ingest_topic_goes_to_the_rule() -> None:
+    world = World()
+    ingesting, _ = world.connected("w1", will=("$aws/rules/Presence/gone", b"bye"))
+    plain, _ = world.connected("w2", will=("gone/w2", b"bye"))
+    for protocol in (ingesting, plain):
+        protocol.connection_lost()
+    (ingested,) = [o for o in ingesting.end(NOW) if isinstance(o, IngestMessage)]
+    assert (ingested.rule, ingested.topic, ingested.client_id) == ("Presence", "gone", "w1")
+    (will,) = [o for o in plain.end(NOW) if type(o) is InboundMessage and o.topic == "gone/w2"]
+    assert (will.client_id, will.source_ip) == ("w2", "127.0.0.1")
+
+
 def test_a_subscribe_to_basic_ingest_topics_is_refused_per_filter() -> None:
     protocol, _ = World().connected("sub")
     out = protocol.receive(subscribe_packet(7, ("$aws/rules/#", 0), ("room/1", 1)), NOW)
