@@ -15,8 +15,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from Crypto.Hash import MD2
-
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, string_arg
@@ -110,8 +108,17 @@ def _hashlib(algorithm: str) -> Callable[[bytes], str]:
 
 for _name in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512"):
     register(_name, 1)(_hash(_hashlib(_name)))
-# hashlib has no MD2 (OpenSSL dropped it); pycryptodome has.
-register("md2", 1)(_hash(lambda data: MD2.new(data).hexdigest()))
+
+
+def _md2(data: bytes) -> str:
+    # hashlib has no MD2 (OpenSSL dropped it); pycryptodome has. Imported on first use:
+    # its cffi loader costs ~60 ms, which every CLI start would pay otherwise.
+    from Crypto.Hash import MD2
+
+    return str(MD2.new(data).hexdigest())
+
+
+register("md2", 1)(_hash(_md2))
 
 
 # -- cast ------------------------------------------------------------------------------
