@@ -140,7 +140,7 @@ def type_name(v: Any) -> str:
 
 
 def format_decimal(d: Decimal, sql_version: str) -> str:
-    if d == d.to_integral_value() and sql_version != "2015-10-08" and abs(d) < Decimal("1e21"):
+    if d == d.to_integral_value() and sql_version != "2015-10-08" and d.adjusted() < 21:
         return str(int(d))
     text = format(d.normalize(DECIMAL_CONTEXT), "f") if abs(d.adjusted()) < 21 else str(d)
     if "." not in text and "E" not in text and "e" not in text:
@@ -172,7 +172,7 @@ def to_json(v: Any, sql_version: str = "2016-03-23") -> Any:
     """A JSON-serializable copy; Undefined members and items are left out."""
     t = type(v)
     if t is Decimal:
-        if v == v.to_integral_value() and sql_version != "2015-10-08" and abs(v) < Decimal("1e21"):
+        if v == v.to_integral_value() and sql_version != "2015-10-08" and v.adjusted() < 21:
             return int(v)
         return float(v)
     if t is dict:

@@ -100,7 +100,7 @@ def _abs(env: Env, args: list[Any]) -> Any:
     if type(v) is int:
         return abs(v)
     d = _num(v)  # a Decimal, or a String's Decimal
-    return UNDEFINED if d is None else abs(d)
+    return UNDEFINED if d is None else d.copy_abs()  # exact: no context to overflow
 
 
 def _rounding(mode: str) -> Impl:
@@ -111,7 +111,10 @@ def _rounding(mode: str) -> Impl:
         d = _num(v)
         if d is None or not d.is_finite():
             return UNDEFINED
-        return int(d.to_integral_value(rounding=mode))
+        r = d.to_integral_value(rounding=mode)
+        # An Int has at most 34 digits: a larger whole number stays a (whole) Decimal
+        # rather than become an integer of a million digits ('1E999999').
+        return int(r) if r.adjusted() < 34 else r
 
     return impl
 
@@ -153,9 +156,7 @@ def _trunc(env: Env, args: list[Any]) -> Any:
         # Enough precision for every digit kept: quantize must not round.
         digits = max(d.adjusted(), 0) + places + 2
         d = d.quantize(Decimal(1).scaleb(-places), ROUND_DOWN, Context(prec=digits))
-    if d == d.to_integral_value():
-        return d.quantize(Decimal(1))
-    return d.normalize(Context(prec=max(34, len(d.as_tuple().digits))))
+    return d.normalize(Context(prec=max(34, len(d.as_tuple().digits))))  # 2.00 -> 2
 
 
 # mod and remainder: "Equivalent to" each other and to the % operator (their pages): the
