@@ -254,6 +254,7 @@ class Compiler:
         return searched
 
     def object_literal(self, node: ast.ObjectLiteral) -> Compiled:
+        self.literals_need_2016(node)
         items = [(k, self.expr(v)) for k, v in node.items]
 
         def build(env: Env) -> Any:
@@ -267,8 +268,13 @@ class Compiler:
         return build
 
     def array_literal(self, node: ast.ArrayLiteral) -> Compiled:
+        self.literals_need_2016(node)
         items = [self.expr(v) for v in node.items]
         return lambda env: [v for v in (fn(env) for fn in items) if v is not UNDEFINED]
+
+    def literals_need_2016(self, node: ast.Node) -> None:
+        if self.sql_version == "2015-10-08":  # iot-sql-literals.md, Note
+            raise self.error("object and array literals need SQL version 2016-03-23", node.pos)
 
     def nested(self, node: ast.Select) -> Compiled:
         if self.sql_version == "2015-10-08":
@@ -302,7 +308,7 @@ class Compiler:
         """The keys ``SELECT *, a AS x, f() AS y`` sets on its copy of the document (in
         order, one name each), or None when the projection has another shape."""
         items = select.items
-        if select.value or not items or not isinstance(items[0].expr, ast.Star):
+        if select.value or not items or not _is_star(items[0]):
             return None
         keys: list[str] = []
         for index, item in enumerate(items[1:], 1):
@@ -320,7 +326,7 @@ class Compiler:
         parts: list[tuple[tuple[str, ...] | None, Compiled, bool]] = []
         for index, item in enumerate(select.items):
             fn = self.expr(item.expr)
-            if isinstance(item.expr, ast.Star):
+            if _is_star(item):
                 parts.append((None, fn, True))
                 continue
             alias = item.alias or (_default_name(item.expr, index),)
@@ -356,6 +362,11 @@ class Compiler:
             return out
 
         return project
+
+
+def _is_star(item: ast.SelectItem) -> bool:
+    """``*`` merging the document's keys into the output (``* AS x`` is one key)."""
+    return isinstance(item.expr, ast.Star) and item.alias is None
 
 
 def _is_undefined_test(node: ast.Node) -> bool:

@@ -161,6 +161,10 @@ class Parser:
             items.append(self.parse_select_item(value))
             if not self.accept_op(","):
                 break
+            if self.is_kw("FROM") or (
+                top_level and (self.is_kw("WHERE") or self.tok.kind is Kind.EOF)
+            ):
+                break  # a comma after the last item: AWS's DynamoDB tutorial writes one
         if value and len(items) != 1:
             raise self.error("SELECT VALUE takes exactly one expression", start)
         source: ast.Node | str | None
@@ -186,8 +190,9 @@ class Parser:
         t = self.tok
         if self.is_op("*") and not value:
             self.advance()
-            return ast.SelectItem(t.pos, ast.Star(t.pos), None)
-        expr = self.parse_expr()
+            expr: ast.Node = ast.Star(t.pos)  # SELECT * AS message: the DynamoDB pages' example
+        else:
+            expr = self.parse_expr()
         alias: tuple[str, ...] | None = None
         if self.accept_kw("AS"):
             if value:
