@@ -176,8 +176,9 @@ class _NotJava(Exception):
 
 
 def _translate(pattern: str) -> str:
-    """A Java pattern in Python's spelling: named groups ``(?<n>...)`` and ``\\k<n>``, ``\\Q...\\E``
-    quoting, ``\\z`` (end of input) and ``\\Z`` (end, before a final line break).
+    """A Java pattern in Python's spelling: named groups ``(?<n>...)`` and ``\\k<n>``,
+    ``\\Q...\\E`` quoting, ``\\z`` (end of input) and ``\\Z`` (end, before a final line
+    break).
     Java refuses a ``{`` that opens no ``{n}``/``{n,}``/``{n,m}``, which Python would
     read as a letter; a class inside a class (Java's unions and ``&&``) has no Python
     spelling."""
