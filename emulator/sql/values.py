@@ -162,10 +162,31 @@ def to_string(v: Any, sql_version: str = "2016-03-23") -> str:
     if v is None:
         return "null"
     if t is list or t is dict:
-        return json.dumps(to_json(v, sql_version), separators=(",", ":"))
+        return _json_text(v, sql_version)
     if t is bytes:
         return v.decode("utf-8", "replace")  # type: ignore[no-any-return]
     return str(v)
+
+
+def _json_text(v: Any, sql_version: str) -> str:
+    """An Array or Object "serialized to JSON" (iot-sql-data-types.md, To string) as
+    Jackson writes it: compact, non-ASCII text as it is, and each Decimal with all its
+    digits (``to_json`` would make it a double)."""
+    t = type(v)
+    if t is str:
+        return json.dumps(v, ensure_ascii=False)
+    if t is list:
+        return "[" + ",".join([_json_text(x, sql_version) for x in v if x is not UNDEFINED]) + "]"
+    if t is dict:
+        items = [
+            json.dumps(k, ensure_ascii=False) + ":" + _json_text(x, sql_version)
+            for k, x in v.items()
+            if x is not UNDEFINED
+        ]
+        return "{" + ",".join(items) + "}"
+    if t is float:  # NaN or Infinity of a payload that had them
+        return json.dumps(v)
+    return to_string(v, sql_version)  # numbers, Booleans, null
 
 
 def to_json(v: Any, sql_version: str = "2016-03-23") -> Any:
