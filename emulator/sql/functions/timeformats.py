@@ -78,9 +78,10 @@ class _Field:
     count: int
 
 
-def _tokens(pattern: str, letters: str) -> list[str | _Field] | None:
+def _tokens(pattern: str, letters: str, sections: bool = False) -> list[str | _Field] | None:
     """A pattern as literal text and letter runs; None for a letter outside ``letters``
-    (Joda and Java both refuse unknown pattern letters)."""
+    (Joda and Java both refuse unknown pattern letters). With ``sections`` (Java), an
+    unquoted ``[`` or ``]`` opens or closes an optional section: a ``_Field`` of count 0."""
     out: list[str | _Field] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -108,7 +109,7 @@ def _tokens(pattern: str, letters: str) -> list[str | _Field] | None:
             out.append(_Field(c, j - i))
             i = j
         else:
-            out.append(c)
+            out.append(_Field(c, 0) if sections and c in "[]" else c)
             i += 1
     return out
 
@@ -265,14 +266,21 @@ def _java_regex(field: _Field) -> str | None:
 
 @lru_cache(maxsize=256)
 def _java_pattern(pattern: str) -> tuple[re.Pattern[str], tuple[_Field, ...]] | None:
-    tokens = _tokens(pattern.replace("[", "").replace("]", ""), _JAVA_LETTERS)
+    tokens = _tokens(pattern, _JAVA_LETTERS, sections=True)
     if tokens is None:
         return None
     parts: list[str] = []
     fields: list[_Field] = []
+    depth = 0  # open optional sections; Java closes those left open at the end
     for t in tokens:
         if isinstance(t, str):
             parts.append(re.escape(t))
+            continue
+        if t.count == 0:  # an optional section
+            depth += 1 if t.letter == "[" else -1
+            if depth < 0:  # "]" without "[": Java refuses the pattern
+                return None
+            parts.append("(?:" if t.letter == "[" else ")?")
             continue
         if any(f.letter == t.letter and f.count == t.count for f in fields):
             return None  # a field twice: Java refuses it too
@@ -281,7 +289,7 @@ def _java_pattern(pattern: str) -> tuple[re.Pattern[str], tuple[_Field, ...]] | 
             return None
         parts.append(regex)
         fields.append(t)
-    return re.compile("".join(parts)), tuple(fields)
+    return re.compile("".join(parts) + ")?" * depth), tuple(fields)
 
 
 def _offset_zone(text: str) -> tzinfo | None:
@@ -303,8 +311,9 @@ def parse_java(text: str, pattern: str) -> int | None:
     m = regex.fullmatch(text)
     if m is None:
         return None
-    got = {f.letter: m.group(f"{f.letter}{f.count}") for f in fields}
-    counts = {f.letter: f.count for f in fields}
+    present = [(f, m.group(f"{f.letter}{f.count}")) for f in fields]
+    got = {f.letter: text for f, text in present if text is not None}
+    counts = {f.letter: f.count for f, text in present if text is not None}
     try:
         when = _resolve(got, counts)
     except (ValueError, OverflowError, KeyError):
