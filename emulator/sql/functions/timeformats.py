@@ -377,6 +377,8 @@ def _hour(got: dict[str, str]) -> int:
         if not 1 <= k <= 24:
             raise ValueError("clock hour of day")
         return k % 24
+    if ("h" in got or "K" in got) and "a" not in got:
+        raise ValueError("an hour of am/pm without am/pm")  # Java cannot make a time of it
     pm = got.get("a") == "PM"
     if "h" in got:
         h = int(got["h"])
