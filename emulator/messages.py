@@ -29,8 +29,9 @@ class InboundMessage:
     data-plane HTTP caller): AWS's ``sourceip()``. None for the emulator's own messages, and
     for a republished one (AWS: republish does not pass the original IP on).
 
-    actions/republish.py builds one per republished message field by field, without
-    ``__init__`` (cheaper): a new field must be set there too.
+    actions/republish.py builds one per republished message, and broker/protocol.py one per
+    client PUBLISH, field by field, without ``__init__`` (cheaper): a new field must be set
+    there too.
     """
 
     topic: str

@@ -90,6 +90,7 @@ from emulator.messages import InboundMessage, IngestMessage
 from emulator.topics import BasicIngest, basic_ingest, validate_subscription
 
 log = logging.getLogger(__name__)
+_new = object.__new__
 
 # The largest packet we read: a 128 KB payload plus topic, packet id and length fields.
 MAX_PACKET = MAX_PAYLOAD + 2 + 65535 + 2
@@ -518,21 +519,23 @@ class MqttProtocol:
                 return False
         if packet_id is not None:
             out.append(encode_puback(packet_id))
-        out.append(
-            InboundMessage(
-                topic,
-                payload,
-                qos,
-                retain,
-                self._client_id,
-                self._principal,
-                now,
-                0,
-                None,
-                None,
-                self._source_ip,
-            )
-        )
+        # Every field set by name on a bare instance, as actions/republish.py does: calling
+        # the dataclass costs its ``__init__`` frame once per message. A new
+        # ``InboundMessage`` field must be set here too (test_connection_protocol.py
+        # compares with one built by ``__init__``).
+        message = _new(InboundMessage)
+        message.topic = topic
+        message.payload = payload
+        message.qos = qos
+        message.retain = retain
+        message.client_id = self._client_id
+        message.principal = self._principal
+        message.timestamp_ms = now
+        message.hops = 0
+        message.trace_id = None
+        message.origin = None
+        message.source_ip = self._source_ip
+        out.append(message)
         return True
 
     def _ingest(
