@@ -18,11 +18,13 @@ from emulator.actions.registry import compile_action
 from emulator.broker import codec
 from emulator.broker.auth import ClientIdentity, Decision
 from emulator.broker.lifecycle import DisconnectReason
+from emulator.broker.policy import compile_policies
 from emulator.broker.protocol import ConnState
 from emulator.broker.state import BrokerState
 from emulator.limits import PublishCheck, Refusal, Refused
 from emulator.messages import InboundMessage, IngestMessage
 from emulator.project.loader import load_project
+from emulator.project.model import PolicySpec
 from emulator.rules.context import MessageContexts
 from emulator.rules.engine import RulesEngine
 from emulator.sql.context import Env
@@ -172,6 +174,31 @@ def test_the_policy_decides_on_the_topic_as_published() -> None:
     assert protocol.receive(publish_packet("$aws/rules/Secret/x", b"2"), NOW) == []
     assert policy.published == [PREFIX + "x", "$aws/rules/Secret/x"]
     assert protocol.close_reason is DisconnectReason.FORBIDDEN_ACCESS
+
+
+@pytest.mark.parametrize(
+    ("granted", "allowed"),
+    [
+        # iot-basic-ingest.md: "publish permissions on $aws/rules/*", or per rule
+        ("$aws/rules/*", ["$aws/rules/BuildingManager/a/b", "$aws/rules/Other/x"]),
+        ("$aws/rules/BuildingManager/*", ["$aws/rules/BuildingManager/a/b"]),
+    ],
+)
+def test_the_documented_grants_allow_basic_ingest(granted: str, allowed: list[str]) -> None:
+    arn = "arn:aws:iot:us-east-1:123456789012"
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/*"},
+            {"Effect": "Allow", "Action": "iot:Publish", "Resource": f"{arn}:topic/{granted}"},
+        ],
+    }
+    world = World()
+    world.state = BrokerState(compile_policies([PolicySpec("p", document)]), world.state.quotas)
+    for n, topic in enumerate(("$aws/rules/BuildingManager/a/b", "$aws/rules/Other/x")):
+        protocol, _ = world.connected(f"dev-{n}")
+        out = protocol.receive(publish_packet(topic, b"{}"), NOW)
+        assert (out != []) is (topic in allowed), topic
 
 
 # -- the rules engine ----------------------------------------------------------------------
