@@ -27,6 +27,11 @@ rules:
     awsIotSqlVersion: "2016-03-23"
     actions:
       - republish: {topic: "ingested/${topic(1)}"}
+  - ruleName: NoFrom
+    sql: SELECT topic() AS t
+    awsIotSqlVersion: "2016-03-23"
+    actions:
+      - republish: {topic: "nofrom/out"}
   - ruleName: Ip
     sql: SELECT sourceip() AS ip FROM 'x'
     awsIotSqlVersion: "2016-03-23"
@@ -81,6 +86,10 @@ async def test_a_basic_ingest_publish_runs_its_rule_and_reaches_no_subscriber(
         "client": "device-1",
         "lights": "on",
     }
+    # FROM is optional for a rule used only through Basic Ingest
+    await device.publish("$aws/rules/NoFrom/any/where", b"{}", qos=1)
+    got = await everything.next_message()
+    assert (got.topic, got.json()) == ("nofrom/out", {"t": "any/where"})
     await assert_not_delivered(emulator_handle, reserved, "marker-1")
     await device.publish("after", b"still connected", qos=1)
     assert (await everything.next_message()).topic == "after"

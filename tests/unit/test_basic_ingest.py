@@ -214,6 +214,11 @@ rules:
     ruleDisabled: true
     actions:
       - republish: {topic: "never"}
+  - ruleName: NoFrom
+    sql: SELECT topic(2) AS second, n
+    awsIotSqlVersion: "2016-03-23"
+    actions:
+      - republish: {topic: "nofrom/out"}
   - ruleName: Forward
     sql: SELECT * FROM 'forward/in'
     actions:
@@ -264,6 +269,19 @@ async def test_the_named_rule_runs_whatever_its_from_and_sees_the_topic_without_
     ]
     assert out[0].source_ip is None  # republish does not pass the original IP on
     assert rules.counters["BuildingManager"].matched == 2
+
+
+async def test_a_rule_without_from_runs_only_through_basic_ingest(
+    engine: tuple[RulesEngine, list[InboundMessage]],
+) -> None:
+    rules, out = engine
+    rules.handle(InboundMessage("a/b", b'{"n": 0}', 0, False, "dev"))  # no topic reaches it
+    rules.ingest(ingest("NoFrom", "a/b", {"n": 1}))
+    await next_turn()
+    assert [(m.topic, json.loads(m.payload)) for m in out] == [
+        ("nofrom/out", {"second": "b", "n": 1})
+    ]
+    assert rules.counters["NoFrom"].matched == 1
 
 
 async def test_a_missing_or_disabled_rule_drops_the_message_with_one_log_line(
