@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from emulator.sql import ast
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl
@@ -19,10 +20,13 @@ register_direct = TABLE.register_direct
 
 
 # -- AWS-only ------------------------------------------------------------------------
-@register("get_dynamodb", 4, 6, external=True)
+def _sort_key_with_value(args: tuple[ast.Node, ...]) -> str | None:
+    """A sort key name needs its value: 4 or 6 arguments, never 5."""
+    return "takes 4 or 6 arguments, got 5" if len(args) == 5 else None
+
+
+@register("get_dynamodb", 4, 6, external=True, check=_sort_key_with_value)
 def _get_dynamodb(env: Env, args: list[Any]) -> Any:
-    if len(args) == 5:  # a sort key name needs its value
-        raise RuleEvaluationError("get_dynamodb() takes 4 or 6 arguments, got 5")
     ext = env.msg.external
     if ext is None:
         raise RuleEvaluationError("get_dynamodb: no DynamoDB backend is connected")
