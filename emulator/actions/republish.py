@@ -39,7 +39,7 @@ class RepublishAction:
     required_field: ClassVar[str] = "topic"
     immediate: ClassVar[bool] = True
 
-    __slots__ = ("topic", "qos", "retain", "_template", "_text")
+    __slots__ = ("topic", "qos", "retain", "_template", "_text", "_reserved")
 
     def __init__(self, topic: Field, qos: int, retain: bool) -> None:
         self.topic = topic
@@ -47,6 +47,11 @@ class RepublishAction:
         self.retain = retain
         self._template = topic.template  # unpacked for ``message``, the chat's hot path
         self._text: str = topic.value
+        # '$$aws/things/x/shadow/update': AWS's escape for a reserved topic (one '$' is
+        # dropped: republish-rule-action.md)
+        self._reserved = str(topic.value).startswith("$$")
+        if self._reserved and topic.template is None:
+            self._text = self._text[1:]
 
     @classmethod
     def compile(cls, params: Mapping[str, Json], templates: Mapping[str, Template]) -> Self:
@@ -64,7 +69,10 @@ class RepublishAction:
         return ()
 
     def render(self, env: Env, output: Json) -> RepublishRequest:
-        return RepublishRequest(self.topic.render(env), self.qos, self.retain, output)
+        topic = self._text if self._template is None else self._template.render_env(env)
+        if self._reserved and self._template is not None:
+            topic = topic[1:]
+        return RepublishRequest(topic, self.qos, self.retain, output)
 
     async def execute(self, request: RepublishRequest, targets: ActionTargets) -> None:
         raise ActionError(
@@ -76,7 +84,12 @@ class RepublishAction:
     def message(self, env: Env, output: Json, source: InboundMessage) -> InboundMessage:
         template = self._template
         try:
-            topic = self._text if template is None else template.render_env(env)
+            if template is None:
+                topic = self._text
+            else:
+                topic = template.render_env(env)
+                if self._reserved:
+                    topic = topic[1:]
         except RuleEvaluationError as exc:
             raise ActionError(self.failed_name, self.type_name, str(exc)) from None
         # Every field set by name on a bare instance: calling the dataclass costs its

@@ -63,6 +63,16 @@ def test_the_registry_names_each_type_as_aws_does() -> None:
             RepublishRequest("chat/pub/lobby", 1, False, {"x": 1}),
         ),
         ("republish", {"topic": "fixed"}, RepublishRequest("fixed", 0, False, {"x": 1})),
+        (  # '$$' is AWS's escape for a reserved topic (republish-rule-action.md)
+            "republish",
+            {"topic": "$$aws/things/t/shadow/update"},
+            RepublishRequest("$aws/things/t/shadow/update", 0, False, {"x": 1}),
+        ),
+        (
+            "republish",
+            {"topic": "$$aws/rules/R/${topic(2)}"},
+            RepublishRequest("$aws/rules/R/pub", 0, False, {"x": 1}),
+        ),
         (
             "dynamoDBv2",
             {"putItem": {"tableName": "t-${topic(2)}"}},
@@ -133,6 +143,18 @@ def test_republish_makes_a_message_one_hop_further() -> None:
     made = action.message(env(), {"a": 1}, source)
     assert (made.topic, made.payload, made.qos, made.retain) == ("out//lobby", b'{"a":1}', 0, True)
     assert (made.client_id, made.principal, made.timestamp_ms, made.hops) == (None, None, 42, 3)
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [("$$aws/things/t/shadow/update", "$aws/things/t/shadow/update"), ("$$a/${room}", "$a//lobby")],
+)
+def test_a_republish_to_a_reserved_topic_is_written_with_two_dollars(
+    topic: str, expected: str
+) -> None:
+    action = compile_action("republish", {"topic": topic}, VERSION)
+    made = action.message(env(), {}, InboundMessage("in", b"{}", 1, False, "c7", "p", 42, 2))
+    assert made.topic == expected
 
 
 def test_compile_refuses_what_aws_would_not_create() -> None:
