@@ -53,7 +53,9 @@ def _scheme(name: str, scheme: Any) -> None:
 @register("encode", 2)
 def _encode(env: Env, args: list[Any]) -> Any:
     """``encode(*, 'base64')`` encodes the payload's own bytes, JSON or not; any other
-    value is made a String first (the standard conversions)."""
+    value is made a String first (the standard conversions). ``*`` is known by identity
+    with the message's document, so only for an Object or Array: a scalar (``5``, ``"a"``)
+    may be the very object a literal is, and a scalar payload is encoded as its String."""
     value, scheme = args
     _scheme("encode", scheme)
     if type(value) is bytes:
