@@ -17,6 +17,7 @@ from emulator.rules.dryrun import dry_run
 from emulator.sql.context import MessageContext
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.statement import NO_MATCH, compile_statement
+from emulator.topics import basic_ingest
 
 
 def add_parser(sub: Any) -> None:
@@ -89,7 +90,13 @@ def run_eval(stdin: TextIO, stdout: TextIO) -> int:
             statement = compile_statement(
                 str(line["sql"]), str(line.get("sql_version", "2016-03-23"))
             )
-            out = statement.evaluate(_context(line))
+            ctx = _context(line)
+            ingest = basic_ingest(ctx.topic)
+            if ingest is None:
+                out = statement.evaluate(ctx)
+            else:  # $aws/rules/<rule>/...: the rule runs whatever its FROM, on the topic after
+                ctx.topic = ingest.topic
+                out = statement.evaluate_matched(ctx)
             if out is NO_MATCH:
                 result: dict[str, Any] = {"matched": False, "output": None}
             elif isinstance(out, bytes):
