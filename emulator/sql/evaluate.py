@@ -287,8 +287,13 @@ class Compiler:
         def run(env: Env) -> Any:
             items = source(env)
             if type(items) is dict:
-                items = [items]  # an object (FROM *, FROM obj) is one row
-            elif type(items) is not list:
+                # an object (FROM *, FROM obj) is one row, and the result is that row's
+                # projection itself: transform()'s example 3 (iot-sql-functions.md)
+                inner = env.child(items)
+                if where is not None and where(inner) is not True:
+                    return UNDEFINED
+                return project(inner)
+            if type(items) is not list:
                 return UNDEFINED
             out = []
             for item in items:
