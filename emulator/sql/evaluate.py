@@ -170,6 +170,11 @@ class Compiler:
                 else f"{function.min_args} to {function.max_args}"
             )
             raise self.error(f"{name}() takes {expected} arguments, got {n}", node.pos)
+        if self.sql_version < function.since:  # version names sort by date; beta last
+            raise self.error(
+                f"{name}() needs SQL version {function.since} (this rule uses {self.sql_version})",
+                node.pos,
+            )
         if function.check is not None:
             problem = function.check(node.args)
             if problem:

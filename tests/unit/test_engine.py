@@ -53,6 +53,7 @@ rules:
       republish: {topic: "errors/store"}
   - ruleName: Render
     sql: SELECT * FROM 'render/in'
+    awsIotSqlVersion: "2016-03-23"  # encode() is 2016-03-23 and later
     actions:
       - republish: {topic: "render/${encode(topic(), scheme)}"}
       - republish: {topic: "render/copy"}

@@ -25,7 +25,7 @@ def _sort_key_with_value(args: tuple[ast.Node, ...]) -> str | None:
     return "takes 4 or 6 arguments, got 5" if len(args) == 5 else None
 
 
-@register("get_dynamodb", 4, 6, external=True, check=_sort_key_with_value)
+@register("get_dynamodb", 4, 6, external=True, check=_sort_key_with_value, since="2016-03-23")
 def _get_dynamodb(env: Env, args: list[Any]) -> Any:
     ext = env.msg.external
     if ext is None:
@@ -66,13 +66,13 @@ def _aws_only(name: str, service: str) -> Impl:
 
 # Arities as iot-sql-functions.md and aws-iot-current.md give them (optional arguments
 # included): get_secret's key and get_thing_shadow's shadowName may be left out.
-for _name, _min, _max, _service in (
-    ("machinelearning_predict", 3, 3, "Amazon Machine Learning"),
-    ("get_secret", 3, 4, "AWS Secrets Manager"),
-    ("get_thing_shadow", 2, 3, "the Device Shadow service"),
-    ("get_registry_data", 3, 3, "the thing registry (device identity)"),
+for _name, _min, _max, _since, _service in (
+    ("machinelearning_predict", 3, 3, "2015-10-08", "Amazon Machine Learning"),
+    ("get_secret", 3, 4, "2015-10-08", "AWS Secrets Manager"),
+    ("get_thing_shadow", 2, 3, "2016-03-23", "the Device Shadow service"),
+    ("get_registry_data", 3, 3, "2016-03-23", "the thing registry (device identity)"),
 ):
-    register(_name, _min, _max)(_aws_only(_name, _service))
+    register(_name, _min, _max, since=_since)(_aws_only(_name, _service))
 
 
 # -- MQTT 5 properties ---------------------------------------------------------------

@@ -54,7 +54,7 @@ def _check_default(args: tuple[ast.Node, ...]) -> str | None:
     return None
 
 
-@TABLE.register("get_or_default", 1, 2, lazy=True, check=_check_default)
+@TABLE.register("get_or_default", 1, 2, lazy=True, check=_check_default, since="2016-03-23")
 def _get_or_default(env: Env, args: list[Any]) -> Any:
     """The first argument, unless it is Undefined, Null or fails (a get_dynamodb() error,
     say): then the second, even if that is Undefined or Null; with no second, Undefined."""

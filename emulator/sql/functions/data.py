@@ -34,7 +34,7 @@ register_direct = TABLE.register_direct
 # -- predicates ----------------------------------------------------------------------
 # The only two type tests AWS IoT SQL has (isNumber, isString, ... are not in its
 # reference, and a rule calling them does not compile).
-@register("isUndefined", 1)
+@register("isUndefined", 1, since="2016-03-23")
 def _isundefined(env: Env, args: list[Any]) -> Any:
     return args[0] is UNDEFINED
 
@@ -50,7 +50,7 @@ def _scheme(name: str, scheme: Any) -> None:
         raise RuleEvaluationError(f"{name}: unsupported encoding {scheme!r} (only 'base64')")
 
 
-@register("encode", 2)
+@register("encode", 2, since="2016-03-23")
 def _encode(env: Env, args: list[Any]) -> Any:
     """``encode(*, 'base64')`` encodes the payload's own bytes, JSON or not; any other
     value is made a String first (the standard conversions). ``*`` is known by identity
@@ -70,7 +70,7 @@ def _encode(env: Env, args: list[Any]) -> Any:
     return base64.b64encode(data).decode()
 
 
-@register("decode", 2)
+@register("decode", 2, since="2016-03-23")
 def _decode(env: Env, args: list[Any]) -> Any:
     """The decoded bytes as a document when they are JSON, else as a String (bytes when
     not UTF-8); Null when the text is not base64. Padding may be left off, as Java's
@@ -225,7 +225,7 @@ def _nanvl(env: Env, args: list[Any]) -> Any:
     return v
 
 
-@register("transform", 3)
+@register("transform", 3, since="2016-03-23")
 def _transform(env: Env, args: list[Any]) -> Any:
     """``enrichArray`` is the one documented mode; any other gives Undefined. The Object's
     attributes are added to each object of the Array (they win over an element's own);

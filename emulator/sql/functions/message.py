@@ -40,7 +40,7 @@ def _clientid(env: Env) -> Any:
     return "n/a" if client_id is None else client_id
 
 
-@register_direct("sourceip")
+@register_direct("sourceip", since="2016-03-23")
 def _sourceip(env: Env) -> Any:
     """The publishing client's IP address, Undefined when the emulator does not know it
     (aws-iot-current.md section 4; republish does not pass the original address on)."""
@@ -96,7 +96,7 @@ def _sql_version(env: Env) -> Any:
 
 
 # -- time ----------------------------------------------------------------------------
-@register("parse_time", 2, 3)
+@register("parse_time", 2, 3, since="2016-03-23")
 def _parse_time(env: Env, args: list[Any]) -> Any:
     """A time in milliseconds written with a Joda-Time pattern, in UTC or the given Joda
     zone; Undefined for arguments it cannot use (see ``timeformats``)."""
@@ -108,7 +108,7 @@ def _parse_time(env: Env, args: list[Any]) -> Any:
     return UNDEFINED if text is None else text
 
 
-@register("time_to_epoch", 2)
+@register("time_to_epoch", 2, since="2016-03-23")
 def _time_to_epoch(env: Env, args: list[Any]) -> Any:
     """A time written with a JDK 11 pattern, in milliseconds; UTC unless the text names a
     zone or an offset."""

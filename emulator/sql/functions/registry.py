@@ -30,6 +30,8 @@ class Function:
     lazy: bool = False
     # Checks the arguments' expressions when the statement compiles; a message is an error.
     check: Callable[[tuple[ast.Node, ...]], str | None] | None = None
+    # The first SQL version that has it ("Supported by SQL version ... and later").
+    since: str = "2015-10-08"
 
 
 class FunctionTable:
@@ -48,6 +50,7 @@ class FunctionTable:
         external: bool = False,
         lazy: bool = False,
         check: Callable[[tuple[ast.Node, ...]], str | None] | None = None,
+        since: str = "2015-10-08",
     ) -> Callable[[Impl], Impl]:
         def wrap(fn: Impl) -> Impl:
             self.functions[name.lower()] = Function(
@@ -58,17 +61,20 @@ class FunctionTable:
                 external,
                 lazy=lazy,
                 check=check,
+                since=since,
             )
             return fn
 
         return wrap
 
-    def register_direct(self, name: str) -> Callable[[Callable[[Env], Any]], Callable[[Env], Any]]:
+    def register_direct(
+        self, name: str, since: str = "2015-10-08"
+    ) -> Callable[[Callable[[Env], Any]], Callable[[Env], Any]]:
         """A zero-argument function of the message alone (see ``Function.direct``)."""
 
         def wrap(fn: Callable[[Env], Any]) -> Callable[[Env], Any]:
             self.functions[name.lower()] = Function(
-                name, 0, 0, lambda env, args: fn(env), False, fn
+                name, 0, 0, lambda env, args: fn(env), False, fn, since=since
             )
             return fn
 

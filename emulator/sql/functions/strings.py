@@ -67,7 +67,7 @@ def _string_function(fn: Callable[[str], Any]) -> Impl:
 _string_length = _string_function(len)
 
 
-@register("length", 1)
+@register("length", 1, since="2016-03-23")
 def _length(env: Env, args: list[Any]) -> Any:
     """Characters of a String or of the String form of a scalar (``length(false)`` = 5);
     an Array's items and an Object's keys, as the emulator always counted them, not the
@@ -80,7 +80,9 @@ def _length(env: Env, args: list[Any]) -> Any:
 
 
 # Java's encoder writes '?' for a lone surrogate, one byte.
-register("numbytes", 1)(_string_function(lambda s: len(s.encode("utf-8", "replace"))))
+register("numbytes", 1, since="2016-03-23")(
+    _string_function(lambda s: len(s.encode("utf-8", "replace")))
+)
 register("lower", 1)(_string_function(str.lower))
 register("upper", 1)(_string_function(str.upper))
 register("trim", 1)(_string_function(lambda s: s.strip(_BLANKS)))
@@ -131,7 +133,7 @@ def _two_strings(fn: Callable[[str, str], Any]) -> Impl:
 
 register("startswith", 2)(_two_strings(str.startswith))
 register("endswith", 2)(_two_strings(str.endswith))
-register("indexof", 2)(_two_strings(str.find))
+register("indexof", 2, since="2016-03-23")(_two_strings(str.find))
 
 
 @register("replace", 3)
