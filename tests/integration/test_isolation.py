@@ -257,6 +257,7 @@ rules:
       SELECT aws_lambda('arn:aws:lambda:us-east-1:123456789012:function:hold',
       {"port": port, "n": n, "hold": hold, "clientId": clientid()}) AS result
       FROM 'holdsql/in'
+    awsIotSqlVersion: "2016-03-23"
     actions:
       - republish: {topic: "holdsql/out"}
 """

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from emulator.sql import ast
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
 from emulator.sql.functions.registry import FunctionTable, Impl, string_arg
@@ -180,16 +181,24 @@ _CASTS: dict[str, Callable[[Env, Any], Any]] = {
 }
 
 
-@register("cast", 2)
+_CAST_TYPES = "String, Nvarchar, Text, Ntext, Varchar, Int, Integer, Double, Decimal, Bool, Boolean"
+
+
+def _known_type(args: tuple[ast.Node, ...]) -> str | None:
+    """The type after AS, checked when the rule loads (the parser makes it a literal)."""
+    target = args[1] if len(args) == 2 else None
+    if isinstance(target, ast.Literal) and str(target.value).lower() not in _CASTS:
+        return f"unknown type {target.value!r} ({_CAST_TYPES})"
+    return None
+
+
+@register("cast", 2, check=_known_type)
 def _cast(env: Env, args: list[Any]) -> Any:
     value, target = args[0], str(args[1])
     key = target.lower()
     convert = _CASTS.get(key)
     if convert is None:
-        raise RuleEvaluationError(
-            f"cast: unknown type {target!r} (String, Nvarchar, Text, Ntext, Varchar, Int,"
-            " Integer, Double, Decimal, Bool, Boolean)"
-        )
+        raise RuleEvaluationError(f"cast: unknown type {target!r} ({_CAST_TYPES})")
     if value is UNDEFINED or value is None:
         return UNDEFINED
     return convert(env, value)
