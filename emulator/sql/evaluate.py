@@ -185,29 +185,20 @@ class Compiler:
         impl = function.impl
         if not args and function.direct is not None:
             return function.direct
-        if function.lazy:  # the function evaluates its arguments itself (get_or_default)
+        if function.lazy or not args:
+            # topic(), newuuid(): no argument list to build per call; a lazy function
+            # (get_or_default) gets its compiled arguments and evaluates them itself
+            fixed: list[Any] = args if function.lazy else []
 
-            def call_lazy(env: Env) -> Any:
+            def call_fixed(env: Env) -> Any:
                 try:
-                    return impl(env, args)
+                    return impl(env, fixed)
                 except RuleEvaluationError:
                     raise
                 except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
                     raise RuleEvaluationError(f"{name}(): {exc}") from exc
 
-            return call_lazy
-        if not args:  # topic(), newuuid(): no argument list to build per call
-            no_args: list[Any] = []
-
-            def call0(env: Env) -> Any:
-                try:
-                    return impl(env, no_args)
-                except RuleEvaluationError:
-                    raise
-                except (ArithmeticError, ValueError, TypeError, OverflowError) as exc:
-                    raise RuleEvaluationError(f"{name}(): {exc}") from exc
-
-            return call0
+            return call_fixed
 
         if len(args) == 1:  # isUndefined(x), upper(x), ...: no comprehension per call
             (arg,) = args
