@@ -76,18 +76,27 @@ class Env:
 
     ``variables``: the values of the statement's SET clause, by name with its '@', set by
     the statement before SELECT and WHERE run; the action templates rendered with the
-    same ``Env`` read them too. None when the statement has no SET."""
+    same ``Env`` read them too. Unset (``variables_of`` gives None) when the statement
+    has no SET: the usual statement pays nothing for it."""
 
     __slots__ = ("doc", "msg", "sql_version", "raw", "variables")
+
+    variables: dict[str, Any]
 
     def __init__(self, doc: Any, msg: MessageContext, sql_version: str, raw: bytes) -> None:
         self.doc = doc
         self.msg = msg
         self.sql_version = sql_version
         self.raw = raw
-        self.variables: dict[str, Any] | None = None
 
     def child(self, doc: Any) -> Env:
         env = Env(doc, self.msg, self.sql_version, self.raw)
-        env.variables = self.variables
+        variables = variables_of(self)
+        if variables is not None:
+            env.variables = variables
         return env
+
+
+def variables_of(env: Env) -> dict[str, Any] | None:
+    """The SET clause's values this ``Env`` carries, or None."""
+    return getattr(env, "variables", None)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from emulator.sql import ast
-from emulator.sql.context import Env
+from emulator.sql.context import Env, variables_of
 from emulator.sql.errors import RuleEvaluationError, RuleSyntaxError
 from emulator.sql.functions import REGISTRY
 from emulator.sql.operators import BINARY, op_add, op_neg, op_not
@@ -50,7 +50,7 @@ class Compiler:
         name = node.name
 
         def get(env: Env) -> Any:
-            variables = env.variables
+            variables = variables_of(env)
             return UNDEFINED if variables is None else variables.get(name, UNDEFINED)
 
         return get
