@@ -19,6 +19,7 @@ rules:
     sql: >-
       SELECT *, clientid() AS clientId, timestamp() AS timestamp
       FROM 'chat/out' WHERE NOT isUndefined(message)
+    awsIotSqlVersion: "2016-03-23"
     actions:
       - republish: {topic: "chat/pub${room}", qos: 1}
     errorAction:
