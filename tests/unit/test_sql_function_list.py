@@ -34,6 +34,8 @@ NEEDS_AWS = {
     "get_registry_data": (
         "get_registry_data('DescribeThing', 'thing', 'arn:aws:iam::123456789012:role/r')"
     ),
+    # Protobuf: the descriptor set is read from Amazon S3 (binary-payloads.md)
+    "decode": "decode(encode(*, 'base64'), 'proto', 'b', 'schema.desc', 'm.proto', 'Msg')",
 }
 
 

@@ -71,12 +71,27 @@ def _encode(env: Env, args: list[Any]) -> Any:
     return base64.b64encode(data).decode()
 
 
-@register("decode", 2, since="2016-03-23")
+def _decode_arity(args: tuple[ast.Node, ...]) -> str | None:
+    """``decode(value, 'base64')``, or ``decode(value, 'proto', bucket, descriptor file,
+    proto file, message type)`` (binary-payloads.md, Protobuf): 2 or 6 arguments."""
+    if len(args) not in (2, 6):
+        return f"takes 2 arguments, or 6 for 'proto', got {len(args)}"
+    return None
+
+
+@register("decode", 2, 6, check=_decode_arity, since="2016-03-23")
 def _decode(env: Env, args: list[Any]) -> Any:
     """The decoded bytes as a document when they are JSON, else as a String (bytes when
     not UTF-8); Null when the text is not base64. Padding may be left off, as Java's
-    decoder allows."""
-    value, scheme = args
+    decoder allows. Protobuf needs its descriptor set from Amazon S3: not emulated."""
+    value, scheme = args[0], args[1]
+    if scheme == "proto":
+        raise RuleEvaluationError(
+            "decode(..., 'proto', ...) reads its descriptor set from Amazon S3, which the "
+            "emulator does not have: decode Protobuf in a Lambda function instead"
+        )
+    if len(args) != 2:
+        raise RuleEvaluationError(f"decode: {len(args)} arguments are for 'proto' only")
     _scheme("decode", scheme)
     text = string_arg(value, env)
     if text is None:
