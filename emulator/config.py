@@ -48,6 +48,12 @@ class Config:
     credentials: tuple[tuple[str, str], ...] = ()  # (access key, secret) pairs for SigV4 on /mqtt
     hot_reload: bool = True
     log_level: str = "INFO"
+    # -- data that lasts (README "Data") -------------------------------------------------
+    data_dir: Path = REPO_ROOT / ".emulator-data"  # tables, streams, retained, sessions
+    in_memory: bool = False  # keep nothing: every start is empty
+    dynamodb_port: int = 8000  # DynamoDB Local's fixed port when data is kept (0 = any free)
+    save_interval: float = 5.0  # seconds between saves of the broker's state (and at stop)
+    max_saved_retained: int = 500_000  # AWS: retained messages per account
     # -- AWS IoT's per-connection quotas (AWS's values; docs/differences.md) --------------
     max_inflight: int = 100  # outbound unacknowledged QoS 1 messages per client
     publish_rate: int = 100  # inbound PUBLISH per second per connection; excess dropped
@@ -77,10 +83,15 @@ class Config:
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
 
+    @property
+    def kept_in(self) -> Path | None:
+        """Where data lasts across restarts; None with ``in_memory``."""
+        return None if self.in_memory else self.data_dir
+
 
 _PATH_TUPLES = {"rules", "policies"}
-_PATHS = {"static_dir", "node_modules"}
-_BOOLS = {"no_auth", "hot_reload"}
+_PATHS = {"static_dir", "node_modules", "data_dir"}
+_BOOLS = {"no_auth", "hot_reload", "in_memory"}
 _INTS = {
     "mqtt_port",
     "http_port",
@@ -99,6 +110,8 @@ _INTS = {
     "event_queue_per_client",
     "lambda_concurrency",
     "http_max_connections",
+    "dynamodb_port",
+    "max_saved_retained",
 }
 _FLOATS = {
     "session_expiry",
@@ -106,6 +119,7 @@ _FLOATS = {
     "connect_rate",
     "http_header_timeout",
     "http_idle_timeout",
+    "save_interval",
 }
 _STR_TUPLES = {"allowed_origins", "allowed_hosts"}  # a list, or a comma-separated string
 

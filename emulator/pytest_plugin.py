@@ -37,8 +37,8 @@ from emulator.testing import Received, TestClient
 
 _ids = itertools.count()
 
-# Free ports, and no file watching unless a test asks for it.
-TEST_SETTINGS: Final = {"mqtt_port": 0, "http_port": 0, "hot_reload": False}
+# Free ports, no file watching unless a test asks for it, and nothing kept on disk.
+TEST_SETTINGS: Final = {"mqtt_port": 0, "http_port": 0, "hot_reload": False, "in_memory": True}
 # The fixtures' backend: moto starts in a second and needs no Java or Node.
 FIXTURE_SETTINGS: Final = {"backend": "moto"}
 

@@ -46,6 +46,13 @@ def _add_up(sub: Any) -> None:
         "--session-expiry", type=float, help="persistent session expiry in seconds (3600)"
     )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--data-dir", help="where data lasts across restarts (default .emulator-data/)")
+    p.add_argument(
+        "--in-memory", action="store_true", default=None, help="keep nothing across restarts"
+    )
+    p.add_argument(
+        "--dynamodb-port", type=int, help="DynamoDB Local's port when data is kept (8000)"
+    )
     p.set_defaults(handler=_run_up)
 
 
