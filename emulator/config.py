@@ -18,6 +18,10 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout the emulator runs from; ``up`` with no arguments serves the chat found here."""
 
+STATIC_DIR = (Path(__file__).parent / "chat_static").resolve()
+"""The chat page's files: in a checkout ``emulator/chat_static`` links to ``static/``; a wheel
+holds a copy there (package data), so an installed emulator serves the page too."""
+
 ENV_PREFIX = "EMULATOR_"
 
 
@@ -33,7 +37,7 @@ class Config:
     mqtt_port: int = 1883
     http_port: int = 8080
     rules: tuple[Path, ...] = (REPO_ROOT / "rules",)
-    static_dir: Path = REPO_ROOT / "static"
+    static_dir: Path = STATIC_DIR
     node_modules: Path = REPO_ROOT / "node_modules"
     backend: str = "auto"  # auto | moto | local | external
     dynamodb_endpoint: str | None = None  # for backend=external
