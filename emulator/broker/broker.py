@@ -85,6 +85,7 @@ class IoTBroker:
         # client ID -> (absences, timer) of each offline persistent session
         self._expiry_timers: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._stopped = False
+        self._expiry_left_at_stop: dict[str, float] = {}
         # Called with the client ID when a persistent session expires (tests, /health).
         self.expiry_listeners: list[Callable[[str], None]] = []
 
@@ -104,6 +105,7 @@ class IoTBroker:
 
     async def stop(self) -> None:
         """Close every connection (each publishes its Last Will) and cancel the timers."""
+        self._expiry_left_at_stop = self.expiry_left()
         self._stopped = True
         for _, timer in self._expiry_timers.values():
             timer.cancel()
@@ -181,17 +183,29 @@ class IoTBroker:
         self._count_waiters = keep
 
     # -- persistent-session expiry -------------------------------------------------------
-    def start_expiry(self, client_id: str, absences: int) -> None:
-        """AWS: the expiry timer starts when the broker sees the client disconnect."""
+    def start_expiry(self, client_id: str, absences: int, after: float | None = None) -> None:
+        """AWS: the expiry timer starts when the broker sees the client disconnect. ``after``
+        (seconds; default ``session_expiry``): what a session loaded from disk has left."""
         previous = self._expiry_timers.pop(client_id, None)
         if previous is not None:
             previous[1].cancel()
         if self._stopped:
             return
         timer = asyncio.get_running_loop().call_later(
-            self.settings.session_expiry, self._expire, client_id, absences
+            self.settings.session_expiry if after is None else after,
+            self._expire,
+            client_id,
+            absences,
         )
         self._expiry_timers[client_id] = (absences, timer)
+
+    def expiry_left(self) -> dict[str, float]:
+        """Seconds left before each offline persistent session expires (saving them); after
+        ``stop``, what they had left when it cancelled the timers."""
+        if self._stopped:
+            return dict(self._expiry_left_at_stop)
+        now = asyncio.get_running_loop().time()
+        return {cid: timer.when() - now for cid, (_, timer) in self._expiry_timers.items()}
 
     def _expire(self, client_id: str, absences: int) -> None:
         entry = self._expiry_timers.get(client_id)

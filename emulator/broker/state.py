@@ -90,6 +90,9 @@ class BrokerState:
         self._versions: dict[str, int] = {}
         self._connects: dict[str, int] = {}  # client ID -> ms of its last accepted CONNECT
         self._connects_refused: dict[str, LimitLog] = {}  # client ID -> its refusals' log
+        # Bumped when what outlives a restart changes (retained messages, persistent
+        # sessions, their stored messages): the periodic save skips an unchanged state.
+        self.revision = 0
 
     # -- authorization -----------------------------------------------------------------
     def set_authorizer(self, authorizer: Authorizer | None) -> None:
@@ -199,6 +202,7 @@ class BrokerState:
         session.stored = len(session.queued)
         session.resend_waiting = False
         session.backlog = 0
+        self.revision += 1
         return session, present
 
     def detach(self, session: Session, owner: Owner) -> bool:
@@ -212,6 +216,7 @@ class BrokerState:
             self.drop(session)
             return False
         session.absences += 1
+        self.revision += 1
         return True
 
     def expire(self, client_id: str, absences: int) -> Session | None:
@@ -228,6 +233,7 @@ class BrokerState:
         return session
 
     def drop(self, session: Session) -> None:
+        self.revision += 1
         for topic_filter in session.subscriptions:
             self.subscriptions.remove(topic_filter, session.client_id)
         session.subscriptions.clear()
@@ -249,13 +255,16 @@ class BrokerState:
     def subscribe(self, session: Session, topic_filter: str, qos: int) -> None:
         session.subscriptions[topic_filter] = qos
         self.subscriptions.add(topic_filter, session.client_id, qos)
+        self.revision += 1
 
     def unsubscribe(self, session: Session, topic_filter: str) -> None:
         if session.subscriptions.pop(topic_filter, None) is not None:
             self.subscriptions.remove(topic_filter, session.client_id)
+            self.revision += 1
 
     # -- retained messages -------------------------------------------------------------
     def retain(self, message: InboundMessage, now_ms: int) -> None:
+        self.revision += 1
         if message.payload:
             self.retained[message.topic] = RetainedMessage(
                 message.topic, message.payload, message.qos, message.timestamp_ms or now_ms
@@ -339,6 +348,7 @@ class BrokerState:
         queued = session.queued
         if len(queued) < self.quotas.max_queued:
             queued.append(message)
+            self.revision += 1
             return True
         dropped = session.queue_full.hit(now)
         if dropped:
