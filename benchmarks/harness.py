@@ -114,7 +114,7 @@ def start_emulator(
 ) -> BrokerProcess:
     """``python -m emulator up`` on free ports; returns once the ready line appeared."""
     cmd = [sys.executable, "-m", "emulator", "up", "--host", HOST]
-    cmd += ["--mqtt-port", "0", "--http-port", "0"]
+    cmd += ["--mqtt-port", "0", "--http-port", "0", "--in-memory"]  # nothing kept on disk
     # An empty rules folder keeps the chat's own rules out of pass-through runs.
     rule_paths = list(rules) or [REPO / "benchmarks" / "rules" / "empty"]
     for path in rule_paths:

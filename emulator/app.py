@@ -22,6 +22,7 @@ from aiohttp import web
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
 from emulator.broker.policy import PolicyError, PolicySet
+from emulator.broker.store import BrokerStore
 from emulator.clock import now_ms
 from emulator.config import Config
 from emulator.dataplane.exceptions import RequestEntityTooLarge
@@ -213,6 +214,7 @@ class Emulator:
             self.watcher.start()
             self._stoppers.append(("rule watcher", self.watcher.stop))
         await self.broker.start()
+        await self._load_broker_state()
         try:
             await self.mqtt_listener.start()
         except OSError as exc:
@@ -225,6 +227,22 @@ class Emulator:
             await self._start_http()
         except OSError as exc:
             raise StartupError(f"HTTP port {self.config.http_port}: {exc.strerror}") from exc
+
+    async def _load_broker_state(self) -> None:
+        """Retained messages and persistent sessions from the data directory, before any
+        client can connect; saved from then on, and last after the broker has stopped."""
+        directory = self.config.kept_in
+        if directory is None:
+            return
+        store = BrokerStore(
+            self.broker, directory, self.config.save_interval, self.config.max_saved_retained
+        )
+        try:
+            await store.load()
+        except OSError as exc:
+            raise StartupError(f"data directory {directory}: {exc}") from exc
+        store.start()
+        self._stoppers.append(("broker state", store.stop))
 
     def _apply_policies(self, project: Project) -> None:
         """Enforce the project's policies and ``--policy`` files, unless ``--no-auth``.
@@ -357,9 +375,14 @@ class Emulator:
         host = self.config.host
         took = time.time() - self.started_at
         backend = self.backends.kind if "backends" in self.health_sections else "none"
+        kept_in = self.config.kept_in
+        data = "in memory (nothing kept)"
+        if kept_in is not None:
+            tables = f"; {self.backends.keeps()}" if backend != "none" else ""
+            data = f"{kept_in} (retained messages, persistent sessions{tables})"
         return (
             f"ready in {took:.2f}s: mqtt://{host}:{self.mqtt_port} "
             f"ws://{host}:{self.http_port}/mqtt http://{host}:{self.http_port}/ "
             f"backend={backend} rules={len(self.rules.rules)} functions={len(self.functions.pools)} "
-            f"auth={self.auth_state}"
+            f"auth={self.auth_state} data={data}"
         )

