@@ -1,5 +1,5 @@
-"""The chat page: ``/`` and ``/<room>`` (any path is a room), its assets, and mqtt.js served
-from our own node_modules, so the page works offline (no CDN)."""
+"""The chat page: ``/`` and ``/<room>`` (the page decodes and checks the room name), its
+assets, and mqtt.js served from our own node_modules, so the page works offline (no CDN)."""
 
 from __future__ import annotations
 
@@ -27,5 +27,7 @@ def add_routes(app: web.Application, static_dir: Path, node_modules: Path) -> No
     app.router.add_get("/vendor/mqtt.min.js", vendor_mqtt)
     app.router.add_static("/static/", static_dir, show_index=False)
     app.router.add_get("/", page)
-    # Lowest priority: every other GET path is a room (registered after the APIs).
+    # Lowest priority: every other GET path is a room (registered after the APIs). A deeper
+    # path gets the page too, which says why it is not a room (a plain 404 would not).
     app.router.add_get(r"/{room:[^/]+}", page)
+    app.router.add_get(r"/{room:[^/]+}/{rest:.+}", page)

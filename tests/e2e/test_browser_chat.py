@@ -4,64 +4,20 @@ running the project's own rules, function and page."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from emulator.config import REPO_ROOT
 from emulator.pytest_plugin import EmulatorHandle
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO_ROOT / "test-artifacts"
+from .conftest import open_room, say, screenshot
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.iot_emulator(rules=[str(REPO_ROOT / "rules")], backend="moto"),
 ]
-TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def open_room(browser: Browser, em: EmulatorHandle, room: str, name: str) -> Page:
-    context = await browser.new_context()
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    await page.goto(f"{em.http_url}/{room}")
-    await expect(page.get_by_test_id("connection-status")).to_have_text(
-        "connected", timeout=TIMEOUT_MS
-    )
-    name_input = page.get_by_test_id("name-input")
-    await name_input.fill(name)
-    await name_input.dispatch_event("change")
-    await expect(page.get_by_test_id("presence-list")).to_contain_text(name, timeout=TIMEOUT_MS)
-    return page
-
-
-async def say(page: Page, text: str) -> None:
-    await page.get_by_test_id("message-input").fill(text)
-    await page.get_by_test_id("send-button").click()
 
 
 async def test_two_pages_chat_and_other_rooms_see_nothing(
@@ -76,21 +32,24 @@ async def test_two_pages_chat_and_other_rooms_see_nothing(
     await expect(bob.get_by_test_id("message-list")).to_contain_text("hello bob")
     await say(bob, "hi alice")
     await expect(alice.get_by_test_id("message-list")).to_contain_text("hi alice")
-    await expect(alice.get_by_test_id("message-list").locator("li")).to_have_count(2)
+    await expect(alice.get_by_test_id("message-list").locator("li.msg")).to_have_count(2)
 
     # Room B: a message of its own arrives, none of room A's.
     await say(other, "anyone in b?")
-    await expect(other.get_by_test_id("message-list").locator("li")).to_have_count(1)
+    await expect(other.get_by_test_id("message-list").locator("li.msg")).to_have_count(1)
     await expect(other.get_by_test_id("message-list")).not_to_contain_text("hello bob")
 
     # Both names online in room A; closing a page updates the list.
     await expect(alice.get_by_test_id("presence-list")).to_contain_text("bob")
-    ARTIFACTS.mkdir(exist_ok=True)
-    await alice.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    # Alice saw bob arrive (under his first name, then renamed) and sees him leave.
+    notices = alice.get_by_test_id("message-list").locator("li.event")
+    await expect(notices.filter(has_text="joined")).to_have_count(1)
+    await expect(notices.filter(has_text="is now bob")).to_have_count(1)
+    await screenshot(alice, "chat.png")
     await bob.context.close()
-    await expect(alice.get_by_test_id("presence-list")).not_to_contain_text(
-        "bob", timeout=TIMEOUT_MS
-    )
+    await expect(alice.get_by_test_id("presence-list")).not_to_contain_text("bob")
+    await expect(notices.filter(has_text="bob left")).to_have_count(1)
+    await expect(other.get_by_test_id("message-list").locator("li.event")).to_have_count(0)
 
 
 async def test_reload_shows_backlog_and_script_is_text(
@@ -102,15 +61,15 @@ async def test_reload_shows_backlog_and_script_is_text(
     await say(page, evil)
     await say(page, "second")
     messages = page.get_by_test_id("message-list")
-    await expect(messages.locator("li")).to_have_count(2)
+    await expect(messages.locator("li.msg")).to_have_count(2)
     await expect(messages).to_contain_text(evil)  # shown literally, as text
     assert await page.evaluate("window.pwned === undefined")
     assert await messages.locator("script, b").count() == 0
 
     await page.reload()
     await expect(page.get_by_test_id("connection-status")).to_have_text("connected")
-    await expect(messages.locator("li")).to_have_count(2)
-    await expect(messages.locator("li").first).to_contain_text(evil)
+    await expect(messages.locator("li.msg")).to_have_count(2)
+    await expect(messages.locator("li.msg").first).to_contain_text(evil)
     await expect(page.get_by_test_id("name-input")).to_have_value("mallory")  # remembered per room
 
 
