@@ -1,16 +1,22 @@
 # The emulator as a container: what `make run` installs, started with --backend external
 # (docker-compose.yml wires DynamoDB Local and kinesis-mock as services).
-FROM python:3.11-slim
+# The Python of the image is the one requirements.lock is resolved for first (3.11).
+FROM python:3.11.14-slim-bookworm
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm curl \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md package.json ./
+# Exact versions from the lock files, as `make install` does. npm leaves out the optional
+# packages of --backend local (DynamoDB Local and kinesis-mock): compose runs them as services.
+COPY requirements.lock package.json package-lock.json ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
+ && npm ci --omit=optional --no-audit --no-fund --loglevel=error \
+ && npm cache clean --force
+COPY pyproject.toml README.md ./
 COPY emulator ./emulator
-RUN pip install --no-cache-dir -e . \
- && npm install --no-audit --no-fund --loglevel=error
+RUN pip install --no-cache-dir --no-deps -e .
 
 COPY rules ./rules
 COPY lambdas ./lambdas

@@ -6,13 +6,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
 ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench lock clean
 
-$(STAMP): pyproject.toml package.json
+# Exact versions, with hashes, from the lock files; then the project itself, without
+# resolving anything again. `make lock` writes requirements-dev.lock (runtime and dev) and
+# requirements.lock (runtime, what the Dockerfile installs) after a change to
+# pyproject.toml's dependencies (npm writes package-lock.json on `npm install <pkg>`).
+$(STAMP): pyproject.toml requirements-dev.lock package.json package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	npm install --no-audit --no-fund --loglevel=error
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +42,17 @@ lint: install
 
 bench: install
 	$(PY) -m benchmarks $(ARGS)
+
+# pyproject.toml's dependencies resolved for every platform and Python 3.11+ (markers
+# kept), each pinned with the hashes of all its files on PyPI; the versions already locked
+# are kept unless pyproject.toml needs others, and the runtime lock takes the dev lock's.
+UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+  --generate-hashes --custom-compile-command "make lock"
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
+	$(UV_COMPILE) -c requirements-dev.lock -o requirements.lock
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -354,6 +354,9 @@ class Emulator:
         }
         for name, section in self.health_sections.items():
             body[name] = section()
+        if "backends" in body and self.config.advertised_endpoints:
+            # URLs a host can use (compose: its published ports), not the network's names
+            body["backends"] = {**body["backends"], **dict(self.config.advertised_endpoints)}
         return body
 
     async def _health(self, request: web.Request) -> web.Response:

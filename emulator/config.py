@@ -42,6 +42,9 @@ class Config:
     backend: str = "auto"  # auto | moto | local | external
     dynamodb_endpoint: str | None = None  # for backend=external
     kinesis_endpoint: str | None = None  # for backend=external
+    # service -> URL that /health shows instead of the one the emulator
+    # uses (compose: the host-published ports, where the emulator uses the network's names)
+    advertised_endpoints: tuple[tuple[str, str], ...] = ()
     region: str = "us-east-1"
     account_id: str = "123456789012"
     session_expiry: float = 3600.0  # seconds; AWS IoT default persistent-session expiry is 1 h
@@ -154,6 +157,10 @@ def _coerce(name: str, value: Any, source: str, base: Path) -> Any:
         if name in _STR_TUPLES:
             items = value if isinstance(value, list | tuple) else str(value).split(",")
             return tuple(str(v).strip() for v in items if str(v).strip())
+        if name == "advertised_endpoints":  # a mapping, or "service=URL,service=URL"
+            if not isinstance(value, dict):
+                value = dict(pair.strip().split("=", 1) for pair in str(value).split(",") if pair)
+            return tuple((str(k), str(u)) for k, u in dict(value).items())
         if name == "credentials":
             return tuple((str(k), str(s)) for k, s in (dict(value).items()))
         return value if value is None else str(value)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,6 +66,9 @@ def _run_up(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     _configure_logging(config.log_level)
+    if busy := busy_port(config):
+        log.error("cannot start: %s", busy)
+        return 1
     try:
         import uvloop
 
@@ -74,6 +79,34 @@ def _run_up(args: argparse.Namespace) -> int:
         return int(runner(_serve(config)))
     except KeyboardInterrupt:
         return 0
+
+
+def busy_port(config: Config) -> str | None:
+    """Why the MQTT or HTTP port cannot be bound, or None. Checked before any backend
+    starts, so a second ``make run`` beside a running one fails at once, in one line."""
+    for name, flag, port in (
+        ("MQTT", "--mqtt-port", config.mqtt_port),
+        ("HTTP", "--http-port", config.http_port),
+    ):
+        if port == 0:
+            continue
+        try:
+            addresses = socket.getaddrinfo(
+                config.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _, address in addresses:
+                with socket.socket(family, kind, proto) as probe:
+                    # as asyncio's create_server binds: TIME_WAIT leftovers do not count
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"{name} port {port} on {config.host}: address already in use "
+                    f"(is another emulator running? choose another port with {flag}, 0 for any free one)"
+                )
+            return f"{name} port {port} on {config.host}: {exc.strerror or exc}"
+    return None
 
 
 async def _serve(config: Config) -> int:

