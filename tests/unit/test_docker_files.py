@@ -208,6 +208,8 @@ def test_mounted_folders_exist_and_are_what_the_emulator_reads() -> None:
     mounts = {}
     for volume in EMULATOR["volumes"]:
         host, container = volume.split(":")[:2]
+        if not host.startswith("."):
+            continue  # a named volume (the data directory's)
         mounts[Path(container)] = (REPO_ROOT / host).resolve()
     assert set(mounts.values()) == {
         REPO_ROOT / "rules",
@@ -307,3 +309,22 @@ def test_the_dockerfile_copies_what_the_emulator_needs() -> None:
 def test_the_build_context_leaves_out_local_state() -> None:
     ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
     assert {".venv", "node_modules", ".git"} <= ignored
+
+
+def test_each_service_keeps_its_data_in_a_named_volume() -> None:
+    """`docker compose down` and `up` again keep the chat (README "Data"): the emulator's
+    data directory, DynamoDB Local's database file and kinesis-mock's saved streams."""
+    named = set(COMPOSE["volumes"])
+
+    def mounted(service: str) -> dict[str, str]:
+        pairs = (v.split(":")[:2] for v in SERVICES[service].get("volumes", []))
+        return {container: host for host, container in pairs if host in named}
+
+    data_dir = EMULATOR["environment"]["EMULATOR_DATA_DIR"]
+    assert data_dir in mounted("emulator")
+    dynamodb = SERVICES["dynamodb"]["command"]
+    assert "-inMemory" not in dynamodb
+    assert dynamodb[dynamodb.index("-dbPath") + 1] in mounted("dynamodb")
+    kinesis = SERVICES["kinesis"]["environment"]
+    assert kinesis["SHOULD_PERSIST_DATA"] == "true"
+    assert kinesis["PERSIST_PATH"] in mounted("kinesis")
