@@ -127,7 +127,7 @@ async def bystander_chats(em: Emulator, backlog_topic: str = "chat/stream") -> N
         pub = await until(
             page, lambda m: m.topic == "chat/pub/lobby" and m.json().get("message") == text
         )
-        stamp = pub.json()["timestamp"]
+        message_id = pub.json()["id"]
 
         # The backlog on joining, through chat/stream, Kinesis and the function, read from
         # the table: asked again at each answer until it holds the message (it may be read
@@ -139,7 +139,7 @@ async def bystander_chats(em: Emulator, backlog_topic: str = "chat/stream") -> N
                 if any(m["message"] == text for m in backlog["messages"]):
                     break
         got = await em.backends.dynamodb.get_item(
-            TableName="chat", Key={"room": {"S": "lobby"}, "timestamp": {"N": str(stamp)}}
+            TableName="chat", Key={"room": {"S": "lobby"}, "id": {"S": message_id}}
         )
         assert got["Item"]["message"]["S"] == text
     finally:

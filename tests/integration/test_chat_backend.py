@@ -17,7 +17,7 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
-from emulator.testing import TestClient
+from emulator.testing import Received, TestClient
 from tests.integration.conftest import EmulatorStarter
 
 BACKENDS = [b for b in os.environ.get("EMULATOR_TEST_BACKENDS", "moto,local").split(",") if b]
@@ -33,7 +33,7 @@ async def chat(backend: str, start_emulator: EmulatorStarter) -> Emulator:
     return await start_emulator(rules=[str(REPO_ROOT / "rules")], backend=backend)
 
 
-async def browser(em: Emulator) -> TestClient:
+async def browser(em: Emulator, room: str = "lobby") -> TestClient:
     """A client that behaves like the page: listens on chat/in/<id> and its room."""
     assert em.http_port is not None
     client = TestClient(
@@ -41,7 +41,7 @@ async def browser(em: Emulator) -> TestClient:
     )
     await client.connect()
     await client.subscribe(f"chat/in/{client.client_id}", 1)
-    await client.subscribe("chat/pub/lobby", 1)
+    await client.subscribe(f"chat/pub/{room}", 1)
     return client
 
 
@@ -73,6 +73,7 @@ async def test_message_is_republished_stored_with_ttl_and_in_backlog(chat: Emula
     pub = (await page.message_on("chat/pub/lobby")).json()
     assert pub["message"] == "hello" and pub["clientId"] == page.client_id
     assert isinstance(pub["timestamp"], int)
+    assert pub["id"].startswith(f"{pub['timestamp']}-")  # the sort key: time, then a UUID
     # Stored by the dynamoDBv2 rule: wait for the item through the backend's own API.
     ddb = chat.backends.dynamodb
     item: dict[str, Any] | None = None
@@ -80,7 +81,7 @@ async def test_message_is_republished_stored_with_ttl_and_in_backlog(chat: Emula
         while item is None:
             got = await ddb.get_item(
                 TableName="chat",
-                Key={"room": {"S": "lobby"}, "timestamp": {"N": str(pub["timestamp"])}},
+                Key={"room": {"S": "lobby"}, "id": {"S": pub["id"]}},
             )
             item = got.get("Item")
             if item is None:
@@ -139,4 +140,168 @@ async def test_an_announcement_older_than_the_stored_one_is_ignored(chat: Emulat
         if later["asOf"] > presence["asOf"]:
             break
     assert {"clientId": page.client_id, "name": "again"} in later["online"]
+    await page.close()
+
+
+# -- any payload, any burst: issue 17 ------------------------------------------------------
+
+MAX_PAYLOAD = 128 * 1024  # AWS IoT's payload limit, which every reply must fit
+
+
+@pytest.fixture
+async def busy_chat(backend: str, start_emulator: EmulatorStarter) -> Emulator:
+    """The chat with the per-connection quotas raised: the bursts below come from one or two
+    connections, faster than AWS's 100 PUBLISH a second would let them."""
+    return await start_emulator(
+        rules=[str(REPO_ROOT / "rules")],
+        backend=backend,
+        publish_rate=100_000,
+        throughput_kib=1_000_000,
+    )
+
+
+def new_room() -> str:
+    return f"r{uuid.uuid4().hex[:10]}"
+
+
+async def say(page: TestClient, room: str, bodies: list[dict[str, Any]]) -> list[Any]:
+    """Publish ``bodies`` on chat/out at once, then wait until the room has had them all
+    back on chat/pub/<room>: by then the ChatStore rule has queued their items."""
+    for body in bodies:
+        payload = json.dumps({"room": f"/{room}", **body}, ensure_ascii=False)  # as the page
+        page.publish_nowait("chat/out", payload.encode(), 1)
+    return [(await page.message_on(f"chat/pub/{room}", timeout=30)).json() for _ in bodies]
+
+
+async def stored(em: Emulator, room: str) -> int:
+    """The room's items in the messages table, once every queued action has run."""
+    await em.rules.wait_idle()
+    query: dict[str, Any] = {
+        "TableName": "chat",
+        "KeyConditionExpression": "room = :room",
+        "ExpressionAttributeValues": {":room": {"S": room}},
+        "Select": "COUNT",
+        "ConsistentRead": True,
+    }
+    count = 0
+    while True:
+        page = await em.backends.dynamodb.query(**query)
+        count += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return count
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def backlog_of(page: TestClient, room: str, topic: str = "chat/out") -> Received:
+    """The raw backlog reply to a join's request (on chat/stream, as the page asks, or
+    straight to the function on chat/out, which skips Kinesis's batching window)."""
+    await page.publish(topic, json.dumps({"sendroom": f"/{room}"}), qos=1)
+    while True:
+        reply = await page.message_on(f"chat/in/{page.client_id}", timeout=30)
+        if reply.json().get("type") == "backlog":
+            return reply
+
+
+async def test_messages_of_any_json_type_stay_in_the_backlog(busy_chat: Emulator) -> None:
+    """DynamoDB's numbers come back as Decimal: once made JSON numbers again, an object, an
+    array or a number as the message, or a number as the name, do not break the backlog."""
+    room = new_room()
+    page = await browser(busy_chat, room)
+    sent = [
+        {"message": {"text": "x", "n": 1.5, "big": 12345678901234567890}, "name": 42},
+        {"message": [1, 2.25, "three", None, True], "name": "ann"},
+        {"message": 7, "name": 3.5},
+        {"message": "plain", "name": {"nick": "bo"}},
+    ]
+    live = await say(page, room, sent)
+    assert await stored(busy_chat, room) == len(sent)
+    backlog = (await backlog_of(page, room, "chat/stream")).json()
+    got = [(m["id"], m["message"], m["name"]) for m in backlog["messages"]]
+    assert got == sorted((p["id"], p["message"], p["name"]) for p in live)  # the table's order
+    as_sent = sorted(json.dumps([b["message"], b["name"]]) for b in sent)
+    assert as_sent == sorted(json.dumps([m, n]) for _, m, n in got)
+    assert all(type(m["timestamp"]) is int and m["room"] == room for m in backlog["messages"])
+    await page.close()
+
+
+async def test_the_backlog_of_long_messages_fits_one_reply_newest_kept(
+    busy_chat: Emulator,
+) -> None:
+    """200 messages of 2,000 characters, CJK among them, are 1.2 MB: the reply carries the
+    newest that fit in 128 KB, oldest first, and says how many it left out."""
+    room = new_room()
+    page = await browser(busy_chat, room)
+    texts = [f"{i:03} " + ("漢字かな" if i % 2 else "latin ") * 500 for i in range(200)]
+    sent = await say(page, room, [{"message": t[:2000], "name": "ann"} for t in texts])
+    assert await stored(busy_chat, room) == 200
+    reply = await backlog_of(page, room)
+    assert len(reply.payload) <= MAX_PAYLOAD
+    backlog = reply.json()
+    messages = backlog["messages"]
+    # The newest, in the table's order: time, then (within a millisecond) the id's UUID.
+    ids = [m["id"] for m in messages]
+    assert len(ids) >= 20 and ids == sorted(p["id"] for p in sent)[-len(ids) :]
+    assert sent[-1]["id"] in ids  # the last one sent
+    assert backlog["omitted"] == min(50, len(sent)) - len(messages)  # of the 50 read
+    assert all(len(m["message"]) == 2000 and "truncated" not in m for m in messages)
+    await page.close()
+
+
+async def test_one_message_too_big_for_the_reply_is_cut_not_dropped(busy_chat: Emulator) -> None:
+    """A message just under the limit is republished and stored, but the backlog reply adds
+    its own fields: the message is cut, marked, and the reply is not empty."""
+    room = new_room()
+    page = await browser(busy_chat, room)
+    await say(page, room, [{"message": "before", "name": "ann"}])
+    # What the ChatRepublish rule adds: clientId, a 13-digit timestamp, a 50-character id.
+    stamped = {"room": f"/{room}", "message": "", "name": "ann", "clientId": page.client_id}
+    stamped |= {"timestamp": 1_700_000_000_000, "id": "x" * 50}
+    room_left = MAX_PAYLOAD - len(json.dumps(stamped, separators=(",", ":")))
+    (big,) = await say(page, room, [{"message": "é" * (room_left // 2 - 8), "name": "ann"}])
+    assert await stored(busy_chat, room) == 2
+    reply = await backlog_of(page, room)
+    assert len(reply.payload) <= MAX_PAYLOAD
+    (message,) = reply.json()["messages"]
+    assert message["id"] == big["id"] and message["truncated"] is True
+    assert message["message"].endswith("…") and big["message"].startswith(message["message"][:-1])
+    assert reply.json()["omitted"] == 1
+    await page.close()
+
+
+async def test_a_burst_from_two_clients_in_the_same_milliseconds_is_all_stored(
+    busy_chat: Emulator,
+) -> None:
+    """The sort key is the message's id (time, then a UUID), not its millisecond: 600
+    messages sent at once by two clients are 600 items."""
+    room = new_room()
+    first, second = await browser(busy_chat, room), await browser(busy_chat, room)
+    for page in (first, second):
+        for i in range(300):
+            page.publish_nowait("chat/out", json.dumps({"room": f"/{room}", "message": i}), 1)
+    live = [(await first.message_on(f"chat/pub/{room}", timeout=30)).json() for _ in range(600)]
+    stamps = [m["timestamp"] for m in live]
+    assert len(set(stamps)) < len(stamps)  # the burst did share milliseconds
+    assert len({m["id"] for m in live}) == 600
+    assert await stored(busy_chat, room) == 600
+    await first.close()
+    await second.close()
+
+
+async def test_a_deeper_path_is_no_room_for_the_rules_nor_the_function(chat: Emulator) -> None:
+    """'/lobby/x' is not stored in lobby (nor anywhere), and the function answers a join or
+    a backlog request for it with an error instead of lobby's welcome and backlog."""
+    room = new_room()
+    page = await browser(chat, room)
+    await page.subscribe("chat/pub/#", 1)
+    bad = {"room": f"/{room}/x", "message": "deeper"}
+    page.publish_nowait("chat/out", json.dumps(bad), 1)
+    page.publish_nowait("chat/out", json.dumps({**bad, "room": "/a+b"}), 1)
+    page.publish_nowait("chat/out", json.dumps({"room": f"/{room}", "message": "after"}), 1)
+    first = await page.next_message(timeout=30)  # the same connection's, in order
+    assert (first.topic, first.json()["message"]) == (f"chat/pub/{room}", "after")
+    assert await stored(chat, room) == 1
+    for event in ({"connected": True, "path": f"/{room}/x"}, {"sendroom": f"/{room}/x"}):
+        await page.publish("chat/out", json.dumps(event), qos=1)
+        error = await reply_of_type(page, "error")
+        assert f'"/{room}/x" is not a room' in error["message"]
     await page.close()

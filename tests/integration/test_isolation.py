@@ -96,7 +96,7 @@ async def test_a_flood_on_the_stream_leaves_a_bystanders_message_stored(
     got = await asyncio.to_thread(
         ddb.get_item,
         TableName="chat",
-        Key={"room": {"S": "lobby"}, "timestamp": {"N": str(pub["timestamp"])}},
+        Key={"room": {"S": "lobby"}, "id": {"S": pub["id"]}},
     )
     assert got.get("Item", {}).get("message") == {"S": "still here"}
     counters = chat.emulator.rules.counters["ChatStream"]
