@@ -14,33 +14,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from emulator.broker.broker import IoTBroker
 from emulator.broker.persistence import SnapshotError, from_json, restore, snapshot, to_json
 from emulator.clock import now_ms
+from emulator.files import write_atomically
 from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "broker.json"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` in ``path``, all or nothing: a temporary file, flushed, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as f:
-        try:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
 
 
 class BrokerStore:

@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 
 from emulator.config import Config
 from emulator.project.model import Project
+from emulator.services.saved_tables import FILE_NAME as TABLES_FILE
+from emulator.services.saved_tables import load_tables, save_tables
 from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -234,6 +236,7 @@ class Backends:
         self.up = True  # as last seen by monitor()
         self._state_waiters: list[tuple[bool, asyncio.Future[None]]] = []
         self.outages = 0
+        self._tables_loaded = False  # moto: the saved items went back in (saved_tables.py)
 
     async def spawn(self) -> None:
         """Start the backend processes, without waiting for them. ``up`` calls this before
@@ -406,6 +409,12 @@ class Backends:
             await self._create_table(table)
         for stream in project.streams:
             await self._create_stream(stream.name, stream.shard_count)
+        kept_in = self.config.kept_in
+        if self.kind == "moto" and kept_in is not None and not self._tables_loaded:
+            items = await load_tables(self.dynamodb, kept_in / TABLES_FILE)
+            self._tables_loaded = True
+            if items:
+                log.info("loaded %d items into moto's tables from %s", items, kept_in)
 
     async def _create_table(self, table: Any) -> None:
         key = table.key
@@ -450,6 +459,14 @@ class Backends:
             delay = min(delay * 2, 0.5)
 
     async def stop(self) -> None:
+        kept_in = self.config.kept_in
+        if self._tables_loaded and kept_in is not None:
+            self._tables_loaded = False
+            try:
+                items = await save_tables(self.dynamodb, kept_in / TABLES_FILE)
+                log.info("saved %d items of moto's tables to %s", items, kept_in)
+            except Exception as exc:  # moto down: the last saved tables stay as they were
+                log.error("cannot save moto's tables to %s: %s", kept_in, exc)
         await self._stack.aclose()
         for child in reversed(self._children):
             await child.stop()
@@ -536,7 +553,7 @@ class Backends:
             return "nothing"
         return {
             "local": "tables and streams",
-            "moto": "no tables or streams (moto keeps nothing)",
+            "moto": "tables saved at a clean stop, no streams",
             "external": "tables and streams as the external backend keeps them",
         }.get(self.kind, "nothing")
 

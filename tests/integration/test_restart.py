@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ class Up:
     log: list[str]
     _drain: asyncio.Task[None]
 
+    def dynamodb_url(self) -> str:
+        """The backend's endpoint, as ``/health`` gives it."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health") as answer:
+            return str(json.load(answer)["backends"]["dynamodb"])
+
     def client(self, client_id: str, clean: bool = True) -> TestClient:
         return TestClient("127.0.0.1", self.mqtt_port, client_id, clean_session=clean)
 
@@ -52,7 +58,7 @@ class Up:
 
 
 @contextlib.asynccontextmanager
-async def up(data_dir: Path, dynamodb_port: int) -> AsyncIterator[Up]:
+async def up(data_dir: Path, *args: str) -> AsyncIterator[Up]:
     env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -65,8 +71,7 @@ async def up(data_dir: Path, dynamodb_port: int) -> AsyncIterator[Up]:
         "0",
         "--data-dir",
         str(data_dir),
-        "--dynamodb-port",
-        str(dynamodb_port),
+        *args,
         cwd=REPO_ROOT,
         env=env,
         stderr=asyncio.subprocess.PIPE,
@@ -93,22 +98,22 @@ async def up(data_dir: Path, dynamodb_port: int) -> AsyncIterator[Up]:
             await proc.wait()
 
 
-def stored_messages(dynamodb_port: int) -> list[str]:
+def stored_messages(endpoint: str) -> list[str]:
     """The ``message`` of every item of the chat's table, read over the wire."""
     table = boto3.resource(
         "dynamodb",
-        endpoint_url=f"http://127.0.0.1:{dynamodb_port}",
+        endpoint_url=endpoint,
         region_name="us-east-1",
         **DUMMY_CREDENTIALS,
     ).Table("chat")
     return [str(item.get("message")) for item in table.scan(ConsistentRead=True)["Items"]]
 
 
-async def wait_stored(dynamodb_port: int, text: str) -> None:
+async def wait_stored(endpoint: str, text: str) -> None:
     """Until the chat's rule has put ``text`` in the table (its action runs after the
     message is delivered, so no MQTT event marks it)."""
     async with asyncio.timeout(TIMEOUT):
-        while text not in await asyncio.to_thread(stored_messages, dynamodb_port):
+        while text not in await asyncio.to_thread(stored_messages, endpoint):
             await asyncio.sleep(0.05)
 
 
@@ -128,11 +133,12 @@ def retain(http_port: int, topic: str, payload: bytes) -> None:
 async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_path: Path) -> None:
     assert local_backend_available(load_config({})), "Java, Node and npm install are needed"
     data_dir, dynamodb_port = tmp_path / "data", free_port()
+    dynamodb = f"http://127.0.0.1:{dynamodb_port}"  # the fixed port, the same after a restart
     said = f"said before the restart {uuid.uuid4()}"
     room = f"r{uuid.uuid4().hex[:8]}"
     phone = f"phone-{room}"
 
-    async with up(data_dir, dynamodb_port) as first:
+    async with up(data_dir, "--dynamodb-port", str(dynamodb_port)) as first:
         assert f"data={data_dir} (retained messages, persistent sessions; tables and streams)" in (
             first.ready_line
         )
@@ -146,14 +152,14 @@ async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_pat
         await sender.publish("chat/out", json.dumps({"room": f"/{room}", "message": said}), 1)
         await sender.disconnect()
         await asyncio.to_thread(retain, first.http_port, "chat/pub/notice", b"welcome back")
-        await wait_stored(dynamodb_port, said)
+        await wait_stored(dynamodb, said)
 
     assert (data_dir / "broker.json").is_file()
     assert list((data_dir / "dynamodb").iterdir()), "DynamoDB Local wrote no database file"
 
-    async with up(data_dir, dynamodb_port) as second:
+    async with up(data_dir, "--dynamodb-port", str(dynamodb_port)) as second:
         # The chat's backlog: the table kept its items.
-        assert said in await asyncio.to_thread(stored_messages, dynamodb_port)
+        assert said in await asyncio.to_thread(stored_messages, dynamodb)
         # The session's subscription was restored: a message said after the restart is
         # stored for the absent client too.
         sender = second.client(f"sender-{room}")
@@ -172,6 +178,24 @@ async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_pat
         assert got == [said, "hi"]
         for client in (sender, reader, back):
             await client.disconnect()
+
+
+async def test_with_moto_the_tables_are_saved_at_a_clean_stop(tmp_path: Path) -> None:
+    """moto keeps nothing on disk: the emulator scans its tables at stop and writes the
+    items back at the next start (services/saved_tables.py)."""
+    data_dir = tmp_path / "data"
+    said = f"kept by the emulator for moto {uuid.uuid4()}"
+    async with up(data_dir, "--backend", "moto") as first:
+        assert "tables saved at a clean stop, no streams" in first.ready_line
+        sender = first.client(f"sender-{uuid.uuid4().hex[:8]}")
+        await sender.connect()
+        await sender.publish("chat/out", json.dumps({"room": "/moto", "message": said}), 1)
+        await sender.disconnect()
+        await wait_stored(await asyncio.to_thread(first.dynamodb_url), said)
+    assert (data_dir / "moto-tables.json").is_file()
+    async with up(data_dir, "--backend", "moto") as second:
+        endpoint = await asyncio.to_thread(second.dynamodb_url)
+        assert said in await asyncio.to_thread(stored_messages, endpoint)
 
 
 async def test_in_memory_keeps_nothing_and_says_so(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from emulator.broker.persistence import (
 )
 from emulator.broker.sessions import Outgoing, Session
 from emulator.broker.state import BrokerState, RetainedMessage
+from emulator.services.saved_tables import decode_value, encode_value
 
 NOW = 1_700_000_000_000
 HOUR = 3_600_000
@@ -140,3 +141,20 @@ def test_a_damaged_file_is_refused_saying_why(text: str, message: str) -> None:
     with pytest.raises(SnapshotError) as info:
         from_json(text)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"S": "héllo"},
+        {"N": "1.5"},
+        {"B": b"\x00\xff"},
+        {"BS": [b"a", b"\x01"]},
+        {"M": {"text": {"S": "x"}, "raw": {"B": b"\x02"}, "deep": {"L": [{"B": b"\x03"}]}}},
+        {"NULL": True},
+    ],
+)
+def test_moto_table_items_survive_json_with_their_bytes(value: dict[str, object]) -> None:
+    """moto's tables are saved as DynamoDB's wire form; JSON has no bytes: base64."""
+    text = json.dumps(encode_value(value))
+    assert decode_value(json.loads(text)) == value
