@@ -7,6 +7,7 @@ loop, so tests await events (with a timeout) instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ class TestClient:
 
     # paho thread -> event loop
     def _call(self, fn: Any, *args: Any) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
+        # After the test, its loop may be closed before a teardown disconnects this client.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(fn, *args)
 
     @staticmethod
     def _settle(fut: asyncio.Future[Any], value: Any) -> None:
@@ -176,6 +179,11 @@ class TestClient:
         """Teardown: disconnect if still connected and stop paho's thread (off the loop)."""
         self.client.disconnect()
         await asyncio.to_thread(self.client.loop_stop)
+
+    def close_now(self) -> None:
+        """``close`` from synchronous code: disconnect and stop paho's thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
 
     async def kill(self) -> None:
         """Drop the socket without DISCONNECT (an abnormal disconnect)."""
