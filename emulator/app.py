@@ -22,7 +22,7 @@ from aiohttp import web
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
 from emulator.broker.policy import PolicyError, PolicySet
-from emulator.broker.store import BrokerStore
+from emulator.broker.store import BrokerStore, DataDirInUse
 from emulator.clock import now_ms
 from emulator.config import Config
 from emulator.dataplane.exceptions import RequestEntityTooLarge
@@ -136,6 +136,7 @@ class Emulator:
         add_invoke_routes(self.http_app, self.functions)
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
+        self.store: BrokerStore | None = None  # with a data directory
         self.auth_state = "open (no IoT policies loaded)"
         self.watcher: RuleWatcher | None = None
         self._runner: web.AppRunner | None = None
@@ -163,6 +164,7 @@ class Emulator:
 
     async def start(self) -> None:
         """Services -> functions -> rules -> broker -> HTTP (see the module docstring)."""
+        await self._hold_data_dir()
         self.project = await asyncio.to_thread(self.load_project)
         for diagnostic in self.project.diagnostics:
             log.error("%s", diagnostic)
@@ -228,19 +230,34 @@ class Emulator:
         except OSError as exc:
             raise StartupError(f"HTTP port {self.config.http_port}: {exc.strerror}") from exc
 
-    async def _load_broker_state(self) -> None:
-        """Retained messages and persistent sessions from the data directory, before any
-        client can connect; saved from then on, and last after the broker has stopped."""
+    async def _hold_data_dir(self) -> None:
+        """The data directory for this emulator alone, before any part reads it; released
+        last, once every part has saved what it keeps."""
         directory = self.config.kept_in
         if directory is None:
             return
-        store = BrokerStore(
+        self.store = BrokerStore(
             self.broker, directory, self.config.save_interval, self.config.max_saved_retained
         )
         try:
+            self.store.lock()
+        except (DataDirInUse, OSError) as exc:
+            await self.backends.stop()  # what `up` spawned ahead
+            if isinstance(exc, DataDirInUse):
+                raise StartupError(str(exc)) from exc
+            raise StartupError(f"data directory {directory}: {exc}") from exc
+        self._stoppers.append(("data directory", self.store.release))
+
+    async def _load_broker_state(self) -> None:
+        """Retained messages and persistent sessions from the data directory, before any
+        client can connect; saved from then on, and last after the broker has stopped."""
+        store = self.store
+        if store is None:
+            return
+        try:
             await store.load()
         except OSError as exc:
-            raise StartupError(f"data directory {directory}: {exc}") from exc
+            raise StartupError(f"data directory {store.path.parent}: {exc}") from exc
         store.start()
         self._stoppers.append(("broker state", store.stop))
 

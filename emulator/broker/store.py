@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 from pathlib import Path
+from typing import IO
 
 from emulator.broker.broker import IoTBroker
 from emulator.broker.persistence import SnapshotError, from_json, restore, snapshot, to_json
@@ -25,6 +27,11 @@ from emulator.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 FILE_NAME = "broker.json"
+LOCK_NAME = ".lock"
+
+
+class DataDirInUse(Exception):
+    """Another emulator runs on this data directory: both would overwrite each other's."""
 
 
 class BrokerStore:
@@ -40,6 +47,34 @@ class BrokerStore:
         self._saved_revision = -1
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._lock_file: IO[str] | None = None
+
+    def lock(self) -> None:
+        """Hold the data directory for this process, until ``release`` (or its exit); the
+        emulator takes it first, before any backend reads or writes the directory."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lock_file is not None:
+            return
+        f = open(self.path.parent / LOCK_NAME, "a+")  # held until release()
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise DataDirInUse(
+                f"data directory {self.path.parent} is in use by another emulator ({holder}): "
+                "stop it, or give this one another --data-dir (or --in-memory)"
+            ) from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+
+    async def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     async def load(self) -> None:
         """Restore the saved state, and start the expiry timers of its sessions."""

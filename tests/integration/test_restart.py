@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
+from emulator.app import Emulator, StartupError
 from emulator.config import REPO_ROOT, load_config
 from emulator.services.backends import DUMMY_CREDENTIALS, free_port, local_backend_available
 from emulator.testing import TestClient
@@ -227,3 +229,30 @@ async def test_in_memory_keeps_nothing_and_says_so(tmp_path: Path) -> None:
             await proc.communicate()
     assert proc.returncode == 0
     assert not (tmp_path / "data").exists()
+
+
+async def test_a_data_directory_serves_one_emulator_at_a_time(tmp_path: Path) -> None:
+    """A second emulator on the same directory would overwrite the first one's files."""
+    settings = {
+        "mqtt_port": 0,
+        "http_port": 0,
+        "rules": [],
+        "hot_reload": False,
+        "data_dir": str(tmp_path / "data"),
+    }
+    first = Emulator(load_config(settings, environ={}))
+    second = Emulator(load_config(settings, environ={}))
+    await first.start()
+    try:
+        with pytest.raises(StartupError) as info:
+            await second.start()
+        assert str(info.value) == (
+            f"data directory {tmp_path / 'data'} is in use by another emulator "
+            f"(pid {os.getpid()}): stop it, or give this one another --data-dir (or --in-memory)"
+        )
+    finally:
+        await second.stop()
+        await first.stop()
+    third = Emulator(load_config(settings, environ={}))  # the first one let it go
+    await third.start()
+    await third.stop()
