@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -351,3 +352,41 @@ def test_the_config_file_only_keys_are_settings() -> None:
     assert {"region", "credentials", "advertised_endpoints"} <= keys
     settings = {f.name for f in fields(Config)}
     assert keys <= settings, keys - settings
+
+
+def test_every_python_module_named_runs_and_takes_the_flags_named() -> None:
+    """The tour's ``python -m benchmarks...`` commands exist and accept the flags it names
+    (``--help`` only: the benchmarks themselves run in ``make bench`` and benchmarks/)."""
+    modules = re.findall(r"`python -m\s+([a-z_.]+)", README)
+    assert {"emulator", "benchmarks.churn", "benchmarks.instructions"} <= set(modules)
+    helps = {
+        module: subprocess.run(
+            [sys.executable, "-m", module, *(["up"] if module == "emulator" else []), "--help"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for module in modules
+    }
+    bullet = README[README.index("- `benchmarks/`") :].split("\n- ", 1)[0].split("\n\n")[0]
+    flags = re.findall(r"`(--[a-z-]+)", bullet)
+    assert {"--profile", "--repo"} <= set(flags), bullet
+    for flag in flags:
+        assert any(re.search(rf"\s{flag}\b", text) for text in helps.values()), flag
+
+
+def test_the_http_routes_the_readme_names_answer(running: Running) -> None:
+    """``GET /health`` (its sections as the Configuration section lists them) and
+    ``GET /debug/memory``."""
+    base = f"http://127.0.0.1:{running.http_port}"
+    assert "`GET /health`" in README and "`GET /debug/memory`" in README
+    with urllib.request.urlopen(f"{base}/health", timeout=10) as answer:
+        health = json.load(answer)
+    for key in ("mqtt", "auth", "sigv4", "http_connections", "backends", "rules", "functions"):
+        assert key in health, key
+    assert {"dynamodb", "kinesis"} <= set(health["backends"])
+    with urllib.request.urlopen(f"{base}/debug/memory", timeout=10) as answer:
+        memory = json.load(answer)
+    assert memory["objects"] > 0 and memory["rss_kib"] > 0
