@@ -36,6 +36,7 @@ async def measure(count: int) -> None:
             "rules": [str(RULES)],
             "backend": "moto",
             "hot_reload": False,
+            "in_memory": True,
         },
         environ={},
     )
