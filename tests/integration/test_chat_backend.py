@@ -218,8 +218,8 @@ async def test_messages_of_any_json_type_stay_in_the_backlog(busy_chat: Emulator
     backlog = (await backlog_of(page, room, "chat/stream")).json()
     got = [(m["id"], m["message"], m["name"]) for m in backlog["messages"]]
     assert got == sorted((p["id"], p["message"], p["name"]) for p in live)  # the table's order
-    as_sent = sorted(json.dumps([b["message"], b["name"]]) for b in sent)
-    assert as_sent == sorted(json.dumps([m, n]) for _, m, n in got)
+    as_sent = sorted(json.dumps([b["message"], b["name"]], sort_keys=True) for b in sent)
+    assert as_sent == sorted(json.dumps([m, n], sort_keys=True) for _, m, n in got)
     assert all(type(m["timestamp"]) is int and m["room"] == room for m in backlog["messages"])
     await page.close()
 
