@@ -141,7 +141,8 @@
     let added = 0, newest = false, mine = false;
     for (const m of batch) {
       if (!m || typeof m !== "object" || m.message === undefined) continue;
-      const key = asText(m.clientId) + ":" + m.timestamp + ":" + asText(m.message);
+      // The ChatRepublish rule gives each message an id; older items may lack one.
+      const key = typeof m.id === "string" ? "id:" + m.id : asText(m.clientId) + ":" + m.timestamp + ":" + asText(m.message);
       if (seen.has(key)) continue;
       seen.add(key);
       const li = messageItem(m);
@@ -296,6 +297,10 @@
         backlogState = "done";
         clearTimeout(backlogTimer);
         addMessages(Array.isArray(body.messages) ? body.messages : [], true);
+        // The function keeps the newest messages that fit AWS IoT's 128 KB payload.
+        if (typeof body.omitted === "number" && body.omitted > 0 && !list.querySelector("li.omitted")) {
+          list.prepend(el("li", "event omitted", body.omitted + " earlier message" + (body.omitted === 1 ? " is" : "s are") + " not shown: the backlog must fit in one 128 KB message."));
+        }
         updateEmpty();
         toBottom();
       } else if (body.type === "presence") {

@@ -177,6 +177,33 @@ async def test_a_refused_subscription_is_shown_not_connected(
     await screenshot(page, "chat-subscribe-refused.png")
 
 
+async def test_a_dropped_connection_is_shown_until_the_page_is_back(
+    browser: Browser, iot_emulator: EmulatorHandle
+) -> None:
+    room = new_room()
+    page = await open_room(browser, iot_emulator, room, "ann")
+    await say(page, "before")
+    messages = page.get_by_test_id("message-list").locator("li.msg")
+    await expect(messages).to_have_count(1)
+    # The banner shows for as long as the page is away: watch for it on every frame.
+    shown = asyncio.ensure_future(
+        page.wait_for_function(
+            """() => document.getElementById("status").textContent === "reconnecting"
+                && !document.getElementById("error").hidden
+                && document.getElementById("error").textContent.includes("Disconnected")
+                && document.getElementById("send").disabled""",
+            polling="raf",
+        )
+    )
+    # A client taking over the page's client ID disconnects the page, as AWS IoT does.
+    await iot_emulator.mqtt_client(await page.evaluate("window.chatClientId"))
+    await shown
+    await expect(page.get_by_test_id("connection-status")).to_have_text("connected")
+    await expect(page.get_by_test_id("error-banner")).to_be_hidden()
+    await say(page, "after")
+    await expect(messages).to_have_count(2)  # the backlog sent again is not shown twice
+
+
 async def test_room_names_are_decoded_and_names_topics_cannot_carry_are_explained(
     browser: Browser, iot_emulator: EmulatorHandle
 ) -> None:
@@ -261,23 +288,35 @@ async def test_backlog_of_200_messages_of_2000_characters_opens_at_the_newest(
     browser: Browser, iot_emulator: EmulatorHandle
 ) -> None:
     room = new_room()
-    filler = "聊" * 1990
-    await feed(iot_emulator, room, [f"m{i:03} {filler}" for i in range(200)])
-    # Wait until the store rule has written all 200 (the backlog is read from the table).
+    filler = "聊" * 1990  # 2,000 characters, 6 KB of UTF-8
     dynamodb = iot_emulator.boto3_client("dynamodb")
 
     def stored() -> int:
-        got = dynamodb.query(
+        """Items in the room's partition, page by page (a Query reads 1 MB at a time)."""
+        paginator = dynamodb.get_paginator("query")
+        pages = paginator.paginate(
             TableName="chat",
             KeyConditionExpression="room = :r",
             ExpressionAttributeValues={":r": {"S": room}},
             Select="COUNT",
         )
-        return int(got["Count"])
+        return sum(int(page["Count"]) for page in pages)
 
-    async with asyncio.timeout(20):
-        while await asyncio.to_thread(stored) < 200:
-            pass
+    async def until_stored(total: int) -> None:
+        """The backlog is read from the table: wait until the store rule has written."""
+        count = 0
+        try:
+            async with asyncio.timeout(20):
+                while count < total:
+                    count = await asyncio.to_thread(stored)
+        except TimeoutError:
+            pytest.fail(f"{count} of {total} messages stored")
+
+    await feed(iot_emulator, room, [f"m{i:03} {filler}" for i in range(199)])
+    await until_stored(199)
+    # The last one alone, so that its timestamp is the newest (many above share a millisecond).
+    await feed(iot_emulator, room, [f"m199 {filler}"])
+    await until_stored(200)
 
     page = await open_page(browser, iot_emulator, room)
     messages = page.get_by_test_id("message-list").locator("li.msg")
@@ -285,4 +324,9 @@ async def test_backlog_of_200_messages_of_2000_characters_opens_at_the_newest(
     await expect(messages.last).to_be_in_viewport()
     await expect(page.get_by_test_id("empty-state")).to_be_hidden()
     assert await page.get_by_test_id("error-banner").is_hidden()
+    # The reply keeps the newest that fit in 128 KB; the page says the rest are not shown.
+    omitted = page.get_by_test_id("message-list").locator("li.omitted")
+    await expect(omitted).to_contain_text("earlier messages are not shown")
+    assert await messages.count() < 200
+    await expect(messages.first).not_to_be_in_viewport()
     await screenshot(page, "chat-backlog-200.png")
