@@ -1,7 +1,8 @@
-"""The README as a new user follows it: its pytest plugin example runs as written, in a
-pytest of its own (as in a user's project: only the plugin's entry point and asyncio mode
-"auto"); its shell session, environment variables, make targets and settings do what it
-says, against a real ``up`` process."""
+"""The README as a new user follows it: its shell session, environment variables, make
+targets, modules and settings do what it says, against a real ``up`` process.
+
+The "Debug rules" section's commands are run by test_readme_commands.py, the pytest plugin
+section's ``pytest.ini`` and example by test_plugin_install.py (from a non-editable install)."""
 
 from __future__ import annotations
 
@@ -26,28 +27,6 @@ import pytest
 
 from emulator.cli import build_parser
 from emulator.config import REPO_ROOT, Config, load_config
-
-
-def test_the_readme_plugin_example_passes(tmp_path: Path) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert len(blocks) == 1
-    test_file = tmp_path / "test_example.py"
-    test_file.write_text(blocks[0])
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test_file), "-q", "-p", "no:cacheprovider"]
-        + ["-o", "asyncio_mode=auto", "--rootdir", str(tmp_path)],
-        cwd=REPO_ROOT,  # the example's rules=["rules/"] is the user's project folder
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "1 passed" in result.stdout
-
-
-# -- every other command and variable of the README ----------------------------------------
-# (the "Debug rules" section's commands are run by test_readme_commands.py)
 
 README = (REPO_ROOT / "README.md").read_text()
 VENV_BIN = Path(sys.executable).parent
