@@ -208,10 +208,13 @@
     online = next;
   }
 
-  $("online-toggle").addEventListener("click", () => {
-    const open = document.body.classList.toggle("show-online");
+  // On a narrow screen the online list opens over the messages; a tap elsewhere closes it.
+  function showOnline(open) {
+    document.body.classList.toggle("show-online", open);
     $("online-toggle").setAttribute("aria-expanded", String(open));
-  });
+  }
+  $("online-toggle").addEventListener("click", () => showOnline(!document.body.classList.contains("show-online")));
+  $("scroller").addEventListener("click", () => showOnline(false));
 
   // --- the connection -----------------------------------------------------------------
   nameInput.value = localStorage.getItem("chat-name:" + room) || "guest-" + clientId.slice(4, 8);
@@ -236,7 +239,7 @@
     clientId: clientId, protocolVersion: 4, clean: true, keepalive: 30,
     reconnectPeriod: 1000, connectTimeout: 10000,
   });
-  let joined = false, backlogTimer = null, echoTimer = null;
+  let joined = false, backlogTimer = null, echoTimer = null, echoLate = false;
 
   // Announcements may be handled out of order by concurrent Lambda invocations: the
   // sequence number lets the function keep only the newest, asOf lets the page drop a
@@ -290,7 +293,11 @@
     try { body = JSON.parse(payload.toString()); } catch (e) { return; }
     if (!body || typeof body !== "object") return;
     if (topic === TOPIC_PREFIX + room) {
-      if (myIds.has(body.clientId)) { clearTimeout(echoTimer); echoTimer = null; }
+      if (myIds.has(body.clientId)) {
+        clearTimeout(echoTimer);
+        echoTimer = null;
+        if (echoLate) { echoLate = false; clearError(); }
+      }
       addMessages([body], false);
     } else if (topic === "chat/in/" + clientId) {
       if (body.type === "backlog") {
@@ -322,6 +329,7 @@
     });
     clearTimeout(echoTimer);
     echoTimer = setTimeout(() => {
+      echoLate = true;
       showError("Your message “" + asText(text).slice(0, 40) + "” has not reached the room: the server may have refused it.");
     }, ECHO_WAIT_MS);
     messageInput.value = "";

@@ -162,6 +162,10 @@ async def test_mobile_layout_keeps_send_visible_and_the_online_list_reachable(
     await screenshot(page, "chat-mobile-online.png")
     await toggle.click()
     await expect(me).to_be_hidden()
+    await toggle.click()
+    await expect(me).to_be_visible()
+    await page.get_by_test_id("message-scroller").click()  # a tap on the messages closes it
+    await expect(me).to_be_hidden()
 
 
 async def test_a_refused_subscription_is_shown_not_connected(
