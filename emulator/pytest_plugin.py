@@ -372,7 +372,7 @@ def _setup_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
 
 
 EmulatorFactory = Callable[..., Awaitable[EmulatorHandle]]
