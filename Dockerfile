@@ -8,11 +8,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# Exact versions from the lock files, as `make install` does. npm leaves out the optional
-# packages of --backend local (DynamoDB Local and kinesis-mock): compose runs them as services.
+# Exact versions from the lock files, as `make install` does. npm leaves out the packages of
+# --backend local (DynamoDB Local and kinesis-mock, devDependencies): compose runs them as
+# services.
 COPY requirements.lock package.json package-lock.json ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
- && npm ci --omit=optional --no-audit --no-fund --loglevel=error \
+ && npm ci --omit=dev --no-audit --no-fund --loglevel=error \
  && npm cache clean --force
 COPY pyproject.toml README.md ./
 COPY emulator ./emulator
