@@ -29,6 +29,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ DUMMY_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "loc
 READY_TIMEOUT = 60.0
 LOOPBACK = "127.0.0.1"
 DYNAMODB_LAUNCHER = Path(__file__).with_name("DynamoDBLocalLoopback.java")
+KINESIS_FILE = "kinesis-data.json"
+KINESIS_SAVE_INTERVAL = 1  # seconds; kinesis-mock saves on this timer only, not at exit
 NODE_LOOPBACK_PRELOAD = Path(__file__).with_name("loopback.cjs")
 
 
@@ -72,6 +75,22 @@ def reserve_port(port: int, host: str = LOOPBACK) -> int:
                 "--dynamodb-port / EMULATOR_DYNAMODB_PORT (0: any free port)"
             ) from exc
     return port
+
+
+async def wait_saved(path: Path, timeout: float) -> None:
+    """Until ``path`` is written again after now (kinesis-mock saves on a timer and not
+    when it is stopped, so a clean stop waits for its next save), at most ``timeout``."""
+    started = time.time()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    if path.stat().st_mtime > started:
+                        return
+                except OSError:  # not written yet
+                    pass
+                await asyncio.sleep(0.05)
+    log.warning("%s was not saved again within %g s; its last changes may be lost", path, timeout)
 
 
 def choose_backend(config: Config) -> str:
@@ -327,7 +346,8 @@ class Backends:
                 "SHOULD_PERSIST_DATA": "true",
                 "LOAD_DATA_IF_EXISTS": "true",
                 "PERSIST_PATH": str(kinesis_path),
-                "PERSIST_INTERVAL": "1s",
+                "PERSIST_FILE_NAME": KINESIS_FILE,
+                "PERSIST_INTERVAL": f"{KINESIS_SAVE_INTERVAL}s",
             }
         dynamodb = ChildProcess(
             "dynamodb",
@@ -468,6 +488,9 @@ class Backends:
             except Exception as exc:  # moto down: the last saved tables stay as they were
                 log.error("cannot save moto's tables to %s: %s", kept_in, exc)
         await self._stack.aclose()
+        running = {c.name for c in self._children if c.proc and c.proc.returncode is None}
+        if self.kind == "local" and kept_in is not None and "kinesis" in running:
+            await wait_saved(kept_in / "kinesis" / KINESIS_FILE, 3 * KINESIS_SAVE_INTERVAL)
         for child in reversed(self._children):
             await child.stop()
 

@@ -42,9 +42,20 @@ class Up:
     _drain: asyncio.Task[None]
 
     def dynamodb_url(self) -> str:
+        return self.backend_url("dynamodb")
+
+    def backend_url(self, service: str) -> str:
         """The backend's endpoint, as ``/health`` gives it."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health") as answer:
-            return str(json.load(answer)["backends"]["dynamodb"])
+            return str(json.load(answer)["backends"][service])
+
+    def kinesis(self) -> Any:
+        return boto3.client(
+            "kinesis",
+            endpoint_url=self.backend_url("kinesis"),
+            region_name="us-east-1",
+            **DUMMY_CREDENTIALS,
+        )
 
     def client(self, client_id: str, clean: bool = True) -> TestClient:
         return TestClient("127.0.0.1", self.mqtt_port, client_id, clean_session=clean)
@@ -119,6 +130,26 @@ async def wait_stored(endpoint: str, text: str) -> None:
             await asyncio.sleep(0.05)
 
 
+async def put_record(kinesis: Any, stream: str, data: bytes) -> None:
+    """A record in a new stream of our own (no rule or mapping reads it)."""
+    await asyncio.to_thread(kinesis.create_stream, StreamName=stream, ShardCount=1)
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            summary = await asyncio.to_thread(kinesis.describe_stream_summary, StreamName=stream)
+            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.to_thread(kinesis.put_record, StreamName=stream, Data=data, PartitionKey="p")
+
+
+def records(kinesis: Any, stream: str) -> list[bytes]:
+    (shard,) = kinesis.list_shards(StreamName=stream)["Shards"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]]
+
+
 def retain(http_port: int, topic: str, payload: bytes) -> None:
     """A retained message through the data plane (the chat's policy lets browsers publish
     on chat/out only)."""
@@ -155,6 +186,8 @@ async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_pat
         await sender.disconnect()
         await asyncio.to_thread(retain, first.http_port, "chat/pub/notice", b"welcome back")
         await wait_stored(dynamodb, said)
+        # Just before the stop: kinesis-mock saves on a timer, the stop waits for it.
+        await put_record(first.kinesis(), "restart-test", b"recorded before the restart")
 
     assert (data_dir / "broker.json").is_file()
     assert list((data_dir / "dynamodb").iterdir()), "DynamoDB Local wrote no database file"
@@ -162,6 +195,9 @@ async def test_messages_retained_messages_and_sessions_survive_a_restart(tmp_pat
     async with up(data_dir, "--dynamodb-port", str(dynamodb_port)) as second:
         # The chat's backlog: the table kept its items.
         assert said in await asyncio.to_thread(stored_messages, dynamodb)
+        # kinesis-mock's stream (one no rule file declares) with its record.
+        kept = await asyncio.to_thread(records, second.kinesis(), "restart-test")
+        assert kept == [b"recorded before the restart"]
         # The session's subscription was restored: a message said after the restart is
         # stored for the absent client too.
         sender = second.client(f"sender-{room}")
