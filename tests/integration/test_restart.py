@@ -71,8 +71,8 @@ class Up:
 
 
 @contextlib.asynccontextmanager
-async def up(data_dir: Path, *args: str) -> AsyncIterator[Up]:
-    env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
+async def up(data_dir: Path, *args: str, **variables: str) -> AsyncIterator[Up]:
+    env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"} | variables
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -234,6 +234,36 @@ async def test_with_moto_the_tables_are_saved_at_a_clean_stop(tmp_path: Path) ->
     async with up(data_dir, "--backend", "moto") as second:
         endpoint = await asyncio.to_thread(second.dynamodb_url)
         assert said in await asyncio.to_thread(stored_messages, endpoint)
+
+
+async def test_after_a_crash_the_last_periodic_save_comes_back(tmp_path: Path) -> None:
+    """Killed, not stopped: what the broker saved on its timer is there at the next start."""
+    data_dir = tmp_path / "data"
+    rules = ("--rules", "tests/fixtures/empty-rules")
+    async with up(data_dir, *rules, EMULATOR_SAVE_INTERVAL="0.1") as first:
+        sender = first.client("sender")
+        await sender.connect()
+        await sender.publish("lamp/state", "on", qos=1, retain=True)
+        await sender.disconnect()
+        async with asyncio.timeout(TIMEOUT):  # the timer's save; no event says when
+            while "lamp/state" not in await asyncio.to_thread(read_saved, data_dir):
+                await asyncio.sleep(0.05)
+        first.proc.kill()
+        await first.proc.wait()
+    async with up(data_dir, *rules) as second:
+        reader = second.client("reader")
+        await reader.connect()
+        await reader.subscribe("lamp/state", 1)
+        retained = await reader.message_on("lamp/state")
+        assert (retained.payload, retained.retain) == (b"on", True)
+        await reader.disconnect()
+
+
+def read_saved(data_dir: Path) -> str:
+    try:
+        return (data_dir / "broker.json").read_text()
+    except FileNotFoundError:
+        return ""
 
 
 async def test_in_memory_keeps_nothing_and_says_so(tmp_path: Path) -> None:
