@@ -312,7 +312,7 @@ def test_the_dockerfile_copies_what_the_emulator_needs() -> None:
 
 def test_the_build_context_leaves_out_local_state() -> None:
     ignored = set((REPO_ROOT / ".dockerignore").read_text().split())
-    assert {".venv", "node_modules", ".git"} <= ignored
+    assert {".venv", "node_modules", ".git", ".emulator-data"} <= ignored
 
 
 def test_each_service_keeps_its_data_in_a_named_volume() -> None:
