@@ -186,7 +186,7 @@ async def stored(em: Emulator, room: str) -> int:
     count = 0
     while True:
         page = await em.backends.dynamodb.query(**query)
-        count += page["Count"]
+        count += int(page["Count"])
         if "LastEvaluatedKey" not in page:
             return count
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -207,7 +207,7 @@ async def test_messages_of_any_json_type_stay_in_the_backlog(busy_chat: Emulator
     array or a number as the message, or a number as the name, do not break the backlog."""
     room = new_room()
     page = await browser(busy_chat, room)
-    sent = [
+    sent: list[dict[str, Any]] = [
         {"message": {"text": "x", "n": 1.5, "big": 12345678901234567890}, "name": 42},
         {"message": [1, 2.25, "three", None, True], "name": "ann"},
         {"message": 7, "name": 3.5},
@@ -254,7 +254,8 @@ async def test_one_message_too_big_for_the_reply_is_cut_not_dropped(busy_chat: E
     page = await browser(busy_chat, room)
     await say(page, room, [{"message": "before", "name": "ann"}])
     # What the ChatRepublish rule adds: clientId, a 13-digit timestamp, a 50-character id.
-    stamped = {"room": f"/{room}", "message": "", "name": "ann", "clientId": page.client_id}
+    stamped: dict[str, Any] = {"room": f"/{room}", "message": "", "name": "ann"}
+    stamped["clientId"] = page.client_id
     stamped |= {"timestamp": 1_700_000_000_000, "id": "x" * 50}
     room_left = MAX_PAYLOAD - len(json.dumps(stamped, separators=(",", ":")))
     (big,) = await say(page, room, [{"message": "é" * (room_left // 2 - 8), "name": "ann"}])
