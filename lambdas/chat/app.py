@@ -218,9 +218,9 @@ def send_backlog(client_id, path):
         ScanIndexForward=False,
         Limit=BACKLOG,
     )["Items"]
-    newest_first = [
+    newest_first = [  # each as the room's subscribers had it on chat/pub/<room>
         {
-            "room": room,
+            "room": f"/{room}",
             "id": i.get("id"),
             "message": i.get("message"),
             "name": i.get("name"),
