@@ -66,8 +66,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 def reserve_port(port: int, host: str = LOOPBACK) -> int:
     """``port`` if it is free on ``host``, else a BackendError saying what to do."""
     with socket.socket() as s:
+        # As DynamoDB Local's Jetty does: connections of the previous run in TIME_WAIT on
+        # the port do not stop a restart, only a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen()
         except OSError as exc:
             raise BackendError(
                 f"DynamoDB Local's port {port} is in use ({exc.strerror}): another emulator "

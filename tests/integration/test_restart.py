@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import urllib.request
 import uuid
@@ -26,7 +27,13 @@ import pytest
 
 from emulator.app import Emulator, StartupError
 from emulator.config import REPO_ROOT, load_config
-from emulator.services.backends import DUMMY_CREDENTIALS, free_port, local_backend_available
+from emulator.services.backends import (
+    DUMMY_CREDENTIALS,
+    BackendError,
+    free_port,
+    local_backend_available,
+    reserve_port,
+)
 from emulator.testing import TestClient
 from tests.integration.raw import TIMEOUT
 from tests.integration.test_cli_up import wait_ready
@@ -106,9 +113,14 @@ async def up(data_dir: Path, *args: str, **variables: str) -> AsyncIterator[Up]:
         if proc.returncode is None:
             await handle.stop()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:  # the test failed: stop it, its backends with it
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def stored_messages(endpoint: str) -> list[str]:
@@ -322,3 +334,18 @@ async def test_a_data_directory_serves_one_emulator_at_a_time(tmp_path: Path) ->
     third = Emulator(load_config(settings, environ={}))  # the first one let it go
     await third.start()
     await third.stop()
+
+
+def test_the_fixed_port_is_free_again_right_after_a_stop() -> None:
+    """A restart reuses DynamoDB Local's port at once: the previous run's connections in
+    TIME_WAIT do not count as a user of it, a listener does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server closes first: its side waits in TIME_WAIT
+    client.close()
+    with pytest.raises(BackendError, match=f"DynamoDB Local's port {port} is in use"):
+        reserve_port(port)
+    listener.close()
+    assert reserve_port(port) == port
