@@ -150,6 +150,7 @@ class _Live:
         for runner in list(cls.threads):
             with contextlib.suppress(Exception):
                 runner.stop(timeout=5.0)
+        # What is left was not stopped (a teardown interrupted): kill what it started.
         for emulator in list(cls.emulators.values()):
             with contextlib.suppress(Exception):
                 kill_groups(process_groups(emulator))
@@ -215,15 +216,17 @@ class EmulatorThread:
                 self._groups |= process_groups(emulator)
                 self.run(emulator.stop(), timeout)
         finally:
-            if emulator is not None:
-                self._groups |= process_groups(emulator)
-                _Live.emulators.pop(id(emulator), None)
-            if not self.loop.is_closed():
-                with contextlib.suppress(RuntimeError):  # closed meanwhile
-                    self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
-            kill_groups(self._groups)
-            _Live.threads.discard(self)
+            try:
+                if not self.loop.is_closed():
+                    with contextlib.suppress(RuntimeError):  # closed meanwhile
+                        self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(timeout)
+            finally:
+                # Registered until now: a second Ctrl-C above leaves this to the exit.
+                if emulator is not None:
+                    kill_groups(self._groups | process_groups(emulator))
+                    _Live.emulators.pop(id(emulator), None)
+                _Live.threads.discard(self)
 
 
 @dataclass
@@ -334,7 +337,6 @@ async def running_emulator(
     exit its clients close, it stops, and any process group it leaves is killed."""
     emulator = Emulator(emulator_config(settings, root))
     _Live.add(emulator)
-    groups: set[int] = set()
     try:
         await emulator.start()
         handle = EmulatorHandle(emulator)
@@ -347,8 +349,8 @@ async def running_emulator(
         try:
             await emulator.stop()
         finally:
-            _Live.emulators.pop(id(emulator), None)
             kill_groups(groups | process_groups(emulator))
+            _Live.emulators.pop(id(emulator), None)
 
 
 @contextlib.contextmanager
