@@ -288,6 +288,15 @@ class EmulatorHandle:
         await client.subscribe(topic_filter, 1)
         return await client.next_message(timeout)
 
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run a coroutine of the emulator's, e.g. ``emulator.rules.wait_idle()``, on its own
+        loop and return its result (``iot_emulator``'s threaded emulator; on the test's loop,
+        await it instead)."""
+        if self.runner is None:
+            coro.close()
+            raise RuntimeError("this emulator runs on the test's loop: await the coroutine")
+        return self.runner.run(coro, timeout)
+
     def boto3_client(self, service: str) -> Any:
         """A boto3 client for dynamodb, kinesis, lambda or iot-data, pointed at the emulator,
         closed at teardown (its kept-alive connections would otherwise outlive the test)."""

@@ -73,6 +73,8 @@ async def test_a_synchronous_boto3_call_in_an_async_test_gets_its_answer(
     # Blocks this loop: an emulator on it would never answer (the plugin runs it on its own).
     iot_emulator.boto3_client("iot-data").publish(topic="sync/x", qos=1, payload=b"ok")
     assert (await client.message_on("sync/x")).payload == b"ok"
+    # the emulator's own coroutines run on its loop, from this one
+    assert iot_emulator.run(iot_emulator.emulator.rules.wait_idle()) is None
 
 
 def test_a_sync_test_drives_paho_and_boto3(iot_emulators: ThreadedEmulatorFactory) -> None:
