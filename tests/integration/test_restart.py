@@ -349,3 +349,23 @@ def test_the_fixed_port_is_free_again_right_after_a_stop() -> None:
         reserve_port(port)
     listener.close()
     assert reserve_port(port) == port
+
+
+async def test_an_unreadable_saved_state_is_set_aside_and_the_broker_starts_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "broker.json").write_text('{"format": 1, "retained": [')
+    settings = {"mqtt_port": 0, "http_port": 0, "rules": [], "data_dir": str(data_dir)}
+    emulator = Emulator(load_config({**settings, "hot_reload": False}, environ={}))
+    await emulator.start()
+    try:
+        assert emulator.broker.state.retained == {}
+        assert (data_dir / "broker.unreadable").read_text() == '{"format": 1, "retained": ['
+        assert any(
+            "unreadable broker state: JSONDecodeError" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        await emulator.stop()
+    assert json.loads((data_dir / "broker.json").read_text())["format"] == 1
