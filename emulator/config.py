@@ -25,6 +25,14 @@ holds a copy there (package data), so an installed emulator serves the page too.
 ENV_PREFIX = "EMULATOR_"
 
 
+def default_data_dir() -> Path:
+    """``.emulator-data`` at the repo root in a checkout; for an installed emulator (no
+    checkout around it: its site-packages) in the directory it is started from."""
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".emulator-data"
+    return Path.cwd() / ".emulator-data"
+
+
 class ConfigError(Exception):
     """A setting has a value we cannot use; the message names the setting and its source."""
 
@@ -56,7 +64,7 @@ class Config:
     hot_reload: bool = True
     log_level: str = "INFO"
     # -- data that lasts (README "Data") -------------------------------------------------
-    data_dir: Path = REPO_ROOT / ".emulator-data"  # tables, streams, retained, sessions
+    data_dir: Path = field(default_factory=default_data_dir)  # tables, streams, broker
     in_memory: bool = False  # keep nothing: every start is empty
     dynamodb_port: int = 8000  # DynamoDB Local's fixed port when data is kept (0 = any free)
     save_interval: float = 5.0  # seconds between saves of the broker's state (and at stop)
