@@ -130,8 +130,10 @@ def make_project(path: Path, files: dict[str, str]) -> Path:
     return path
 
 
-def processes_of(root: Path) -> Iterator[str]:
-    """Live processes started from under ``root`` (its venv's python) or working there."""
+def processes_of(python: Path, project: Path) -> Iterator[str]:
+    """Live processes that run the venv's ``python`` (pytest, moto, Lambda workers) or work
+    in ``project``."""
+    venv = str(python.parent.parent)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -143,13 +145,17 @@ def processes_of(root: Path) -> Iterator[str]:
             continue
         if stat[stat.rindex(")") + 2] == "Z":
             continue
-        if str(root) in cmdline or cwd.startswith(str(root)):
+        if venv in cmdline or cwd.startswith(str(project)):
             yield f"{entry.name}: {cmdline}"
 
 
 def inner_pytest(python: Path) -> list[str]:
-    # DeprecationWarnings are errors: the README's setup must not produce any.
     return [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
+
+
+def user_environ() -> dict[str, str]:
+    """This environment without what our own pytest run sets for itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
 
 
 def test_the_readme_example_passes_from_a_non_editable_install(
@@ -159,8 +165,10 @@ def test_the_readme_example_passes_from_a_non_editable_install(
         tmp_path / "project", {"test_page.py": PAGE_TEST, "test_missing.py": MISSING_TEST}
     )
     run = subprocess.run(
+        # DeprecationWarnings are errors: the README's setup must not produce any.
         [*inner_pytest(installed), "-W", "error::DeprecationWarning"],
         cwd=project,
+        env=user_environ(),
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -172,7 +180,7 @@ def test_the_readme_example_passes_from_a_non_editable_install(
     assert "ERROR at setup of test_missing_rules" in out, out
     assert f"\niot_emulator: rules path {missing} does not exist (" in out, out
     assert re.search(r"\b2 passed, 1 error in [0-9.]+s\b", out), out  # nothing else, no warning
-    assert list(processes_of(tmp_path.parent)) == []
+    assert list(processes_of(installed, project)) == []
 
 
 def test_ctrl_c_in_a_test_leaves_no_process(installed: Path, tmp_path: Path) -> None:
@@ -183,6 +191,7 @@ def test_ctrl_c_in_a_test_leaves_no_process(installed: Path, tmp_path: Path) -> 
     proc = subprocess.Popen(
         [*inner_pytest(installed), "-s", "test_interrupted.py"],
         cwd=project,
+        env=user_environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -195,7 +204,7 @@ def test_ctrl_c_in_a_test_leaves_no_process(installed: Path, tmp_path: Path) -> 
             if "READY" in line:
                 break
         assert lines and "READY" in lines[-1], "".join(lines)
-        held = list(processes_of(project.parent))
+        held = list(processes_of(installed, project))
         # moto, the Lambda worker, and pytest itself
         assert any("moto.server" in p for p in held), held
         assert any("awslambdaric" in p for p in held), held
@@ -206,4 +215,4 @@ def test_ctrl_c_in_a_test_leaves_no_process(installed: Path, tmp_path: Path) -> 
             proc.kill()
             proc.wait()
     assert "KeyboardInterrupt" in rest, rest
-    assert list(processes_of(project.parent)) == []
+    assert list(processes_of(installed, project)) == []
