@@ -19,7 +19,9 @@ MOBILE = {"width": 375, "height": 667}
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser(iot_emulator: EmulatorHandle) -> AsyncIterator[Browser]:
+    """Chromium, closed before the emulator stops: an emulator stopped while pages are
+    still connected waits about 4 s for their WebSockets."""
     async with async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=CHROMIUM,

@@ -21,7 +21,7 @@ pytestmark = [
 
 
 async def test_two_pages_chat_and_other_rooms_see_nothing(
-    browser: Browser, iot_emulator: EmulatorHandle
+    iot_emulator: EmulatorHandle, browser: Browser
 ) -> None:
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await open_room(browser, iot_emulator, room, "alice")
@@ -53,7 +53,7 @@ async def test_two_pages_chat_and_other_rooms_see_nothing(
 
 
 async def test_reload_shows_backlog_and_script_is_text(
-    browser: Browser, iot_emulator: EmulatorHandle
+    iot_emulator: EmulatorHandle, browser: Browser
 ) -> None:
     room = f"room-{uuid.uuid4().hex[:6]}"
     page = await open_room(browser, iot_emulator, room, "mallory")
