@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -122,3 +123,28 @@ def test_a_process_group_left_behind_is_killed() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+# Starts a threaded emulator with moto and a Lambda worker, prints their process groups, and
+# leaves without stopping it, as a run that skips its teardown does.
+ABANDONED = """
+import json, sys
+from emulator.config import REPO_ROOT
+from emulator.pytest_plugin import EmulatorHandle, EmulatorThread, emulator_config, process_groups
+
+rules = REPO_ROOT / "tests" / "fixtures" / "functions" / "functions.yaml"
+runner = EmulatorThread(emulator_config({"rules": [rules], "backend": "moto"}))
+iot = EmulatorHandle(runner.start(), runner=runner)
+iot.boto3_client("lambda").invoke(FunctionName="echo", Payload=b"{}")
+print(json.dumps(sorted(process_groups(iot.emulator))), flush=True)
+"""
+
+
+def test_an_emulator_never_stopped_leaves_no_process_after_exit() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", ABANDONED], capture_output=True, text=True, timeout=90
+    )
+    assert run.returncode == 0, run.stderr
+    groups = set(json.loads(run.stdout.splitlines()[-1]))
+    assert len(groups) == 2  # moto and the worker
+    assert live_groups(groups) == set()
