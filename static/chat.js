@@ -15,7 +15,8 @@
   const TOPIC_PREFIX = "chat/pub/";
   const MAX_TOPIC_BYTES = 256;
   const BACKLOG_WAIT_MS = 15000;
-  const ECHO_WAIT_MS = 10000;
+  // How long a sent message may take to come back from its room (a test may shorten it).
+  const ECHO_WAIT_MS = Number(window.chatEchoWaitMs) || 10000;
   const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
 
   function parseRoom(pathname) {

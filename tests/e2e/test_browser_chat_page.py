@@ -17,13 +17,14 @@ from playwright.async_api import Browser, Locator, Page, expect
 from emulator.config import REPO_ROOT
 from emulator.pytest_plugin import EmulatorHandle
 
-from .conftest import MOBILE, open_page, open_room, say, screenshot
+from .conftest import DESKTOP, MOBILE, open_page, open_room, say, screenshot
 
-DENY_VAULT = REPO_ROOT / "tests" / "e2e" / "deny_vault_rooms.json"
+# Denies subscribing to rooms vault-* and receiving from rooms mute-*.
+REFUSING_POLICY = REPO_ROOT / "tests" / "e2e" / "refusing_policy.json"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.iot_emulator(
-        rules=[str(REPO_ROOT / "rules")], backend="moto", policies=[str(DENY_VAULT)]
+        rules=[str(REPO_ROOT / "rules")], backend="moto", policies=[str(REFUSING_POLICY)]
     ),
 ]
 
@@ -190,6 +191,20 @@ async def test_a_refused_subscription_is_shown_not_connected(
     await expect(page.get_by_test_id("send-button")).to_be_disabled()
     await expect(page.get_by_test_id("empty-state")).to_contain_text("Not subscribed")
     await screenshot(page, "chat-subscribe-refused.png")
+
+
+async def test_a_message_that_never_reaches_the_room_is_reported(
+    iot_emulator: EmulatorHandle, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
+    await context.add_init_script("window.chatEchoWaitMs = 1000")  # not 10 s
+    page = await context.new_page()
+    await page.goto(f"{iot_emulator.http_url}/mute-1")  # the policy denies receiving from it
+    await expect(page.get_by_test_id("connection-status")).to_have_text("connected")
+    await say(page, "hello?")
+    banner = page.get_by_test_id("error-banner")
+    await expect(banner).to_contain_text("“hello?” has not reached the room")
+    await expect(page.get_by_test_id("message-list").locator("li.msg")).to_have_count(0)
 
 
 async def test_a_dropped_connection_is_shown_until_the_page_is_back(
