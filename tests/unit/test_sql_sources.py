@@ -65,3 +65,17 @@ def test_time_functions_read_the_message_time_not_the_clock() -> None:
     sql = "SELECT timestamp() AS ts, parse_time('yyyy-MM-dd HH:mm', timestamp()) AS at FROM 't'"
     out = _evaluate(sql, timestamp_ms=86_400_000)
     assert out == {"ts": 86_400_000, "at": "1970-01-02 00:00"}
+
+
+def test_the_engines_uuid_source_makes_distinct_version_4_uuids() -> None:
+    """rules.context.new_uuid writes the UUID from its random bytes itself: the version
+    and variant bits must be those uuid.uuid4() sets."""
+    import uuid
+
+    from emulator.rules.context import new_uuid
+
+    made = [new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)

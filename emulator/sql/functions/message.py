@@ -64,8 +64,10 @@ def _timestamp(env: Env) -> Any:
     return env.msg.timestamp_ms
 
 
-@register("newuuid", 0)
-def _newuuid(env: Env, args: list[Any]) -> Any:
+@register_direct("newuuid")
+def _newuuid(env: Env) -> Any:
+    """Direct (no argument list, no guard frame): the chat's republish rule calls it on
+    every message; its only failure is a RuleEvaluationError, which needs no guard."""
     return _new_uuid(env, "newuuid")
 
 
