@@ -191,6 +191,9 @@ async def test_a_refused_subscription_is_shown_not_connected(
     await expect(page.get_by_test_id("send-button")).to_be_disabled()
     await expect(page.get_by_test_id("empty-state")).to_contain_text("Not subscribed")
     await screenshot(page, "chat-subscribe-refused.png")
+    await page.set_viewport_size(MOBILE)  # type: ignore[arg-type]
+    assert await fully_inside(page, selector_of("connection-status"))
+    await screenshot(page, "chat-subscribe-refused-mobile.png")
 
 
 async def test_a_message_that_never_reaches_the_room_is_reported(
