@@ -12,7 +12,7 @@ from playwright.async_api import Browser, expect
 from emulator.config import REPO_ROOT
 from emulator.pytest_plugin import EmulatorHandle
 
-from .conftest import open_room, say, screenshot
+from .pages import open_room, say, screenshot
 
 pytestmark = [
     pytest.mark.browser,

@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 from emulator.config import REPO_ROOT
 from emulator.pytest_plugin import EmulatorHandle
 
-from .conftest import DESKTOP, MOBILE, open_page, open_room, say, screenshot
+from .pages import DESKTOP, MOBILE, open_page, open_room, say, screenshot
 
 # Denies subscribing to rooms vault-* and receiving from rooms mute-*.
 REFUSING_POLICY = REPO_ROOT / "tests" / "e2e" / "refusing_policy.json"
@@ -204,6 +204,8 @@ async def test_a_message_that_never_reaches_the_room_is_reported(
     page = await context.new_page()
     await page.goto(f"{iot_emulator.http_url}/mute-1")  # the policy denies receiving from it
     await expect(page.get_by_test_id("connection-status")).to_have_text("connected")
+    # The backlog first (it comes on chat/in/<clientId>, which may be received).
+    await expect(page.get_by_test_id("empty-state")).to_contain_text("No messages")
     await say(page, "hello?")
     banner = page.get_by_test_id("error-banner")
     await expect(banner).to_contain_text("“hello?” has not reached the room")
