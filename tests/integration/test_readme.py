@@ -203,8 +203,17 @@ def test_boto3_in_the_readme_environment_reaches_the_emulator(running: Running) 
 
 
 def make_dry_run(*args: str) -> list[str]:
+    """The recipe ``make -n`` prints, as a user's top-level make would: under CI the suite
+    itself runs inside ``make test``, whose MAKELEVEL/MAKEFLAGS would make this nested
+    make print "Entering/Leaving directory" lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
