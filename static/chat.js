@@ -228,7 +228,8 @@
     empty.classList.remove("loading");
     empty.textContent = "This is not a room.";
     setStatus("error", "not a room");
-    const suggest = parsed.suggest ? "/" + encodeURIComponent(parsed.suggest) : "/lobby";
+    const fine = parsed.suggest && !parseRoom("/" + encodeURIComponent(parsed.suggest)).error;
+    const suggest = fine ? "/" + encodeURIComponent(parsed.suggest) : "/lobby";
     showError("“/" + asText(room) + "” cannot be a chat room: " + parsed.error + ".", { text: "Go to " + decodeURIComponent(suggest), href: suggest });
     window.chatClientId = clientId;
     return;

@@ -261,9 +261,10 @@ async def test_room_names_are_decoded_and_names_topics_cannot_carry_are_explaine
         await expect(banner).to_contain_text("cannot be a chat room", timeout=5000)
         await expect(banner).to_contain_text(reason)
         await expect(page.get_by_test_id("connection-status")).to_have_text("not a room")
-    await expect(page.get_by_test_id("error-banner").locator("a")).to_have_text(
-        "Go to /lobby"
-    )  # lobby/sub, with a way on
+    # A way on: the room the path starts with, when that is a room.
+    for path, way in (("lobby/sub", "/lobby"), ("my%20room/x", "/my room"), ("a+b/c", "/lobby")):
+        await page.goto(f"{iot_emulator.http_url}/{path}")
+        await expect(page.get_by_test_id("error-banner").locator("a")).to_have_text(f"Go to {way}")
     await page.goto(f"{iot_emulator.http_url}/lobby/sub")
     await screenshot(page, "chat-not-a-room.png")
 
