@@ -37,9 +37,25 @@ def _concat(env: Env, args: list[Any]) -> Any:
     """Arrays join into one array (other arguments become items); otherwise the String
     forms of the arguments join. One argument goes the same way: ``concat(1)`` is "1"
     as the section's example shows (its table says "unmodified"; differences.md)."""
-    if not args or any(a is UNDEFINED for a in args):
+    if not args:
         return UNDEFINED
-    if any(type(a) is list for a in args):
+    # One pass for the usual case (Strings and scalars, as the chat's id is made): no
+    # generator per test, no call per String argument.
+    parts: list[str] = []
+    has_list = has_null = False
+    for a in args:
+        kind = type(a)
+        if kind is str:
+            parts.append(a)
+        elif a is UNDEFINED:
+            return UNDEFINED
+        elif kind is list:
+            has_list = True
+        elif a is None:
+            has_null = True
+        else:
+            parts.append(string_arg(a, env) or "")  # not None: a is neither Null nor Undefined
+    if has_list:
         out: list[Any] = []
         for a in args:
             if type(a) is list:
@@ -47,10 +63,7 @@ def _concat(env: Env, args: list[Any]) -> Any:
             else:
                 out.append(a)
         return out
-    parts = [string_arg(a, env) for a in args]
-    if None in parts:
-        return UNDEFINED
-    return "".join(parts)  # type: ignore[arg-type]
+    return UNDEFINED if has_null else "".join(parts)
 
 
 def _string_function(fn: Callable[[str], Any]) -> Impl:
@@ -290,7 +303,9 @@ def _java_replacement(template: str, regex: re.Pattern[str]) -> Replacement | No
 
 
 def _regex_args(env: Env, args: list[Any]) -> tuple[str, re.Pattern[str]] | None:
-    s, p = string_arg(args[0], env), string_arg(args[1], env)
+    s, p = args[0], args[1]
+    if type(s) is not str or type(p) is not str:  # Strings, the usual case, as they are
+        s, p = string_arg(s, env), string_arg(p, env)
     if s is None or p is None:
         return None
     regex = _java_regex(p)
