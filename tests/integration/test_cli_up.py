@@ -9,13 +9,14 @@ import signal
 import sys
 import urllib.request
 
+from emulator.config import REPO_ROOT
 from tests.integration.raw import TIMEOUT
 
 READY = re.compile(r"ready in [\d.]+s.*mqtt://[\d.]+:(\d+) ws://[\d.]+:(\d+)/mqtt")
 
 
-async def start_up() -> asyncio.subprocess.Process:
-    """`up` on free ports with no rules, its log (stderr) piped."""
+async def start_up(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """`up` on free ports with no rules (and ``args``), its log (stderr) piped."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -27,6 +28,9 @@ async def start_up() -> asyncio.subprocess.Process:
         "0",
         "--rules",
         "tests/fixtures/empty-rules",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
         stderr=asyncio.subprocess.PIPE,
     )
 

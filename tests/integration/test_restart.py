@@ -36,7 +36,7 @@ from emulator.services.backends import (
 )
 from emulator.testing import TestClient
 from tests.integration.raw import TIMEOUT
-from tests.integration.test_cli_up import wait_ready
+from tests.integration.test_cli_up import start_up, wait_ready
 
 
 @dataclass
@@ -279,25 +279,8 @@ def read_saved(data_dir: Path) -> str:
 
 
 async def test_in_memory_keeps_nothing_and_says_so(tmp_path: Path) -> None:
-    env: dict[str, Any] = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "emulator",
-        "up",
-        "--mqtt-port",
-        "0",
-        "--http-port",
-        "0",
-        "--rules",
-        "tests/fixtures/empty-rules",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--in-memory",
-        cwd=REPO_ROOT,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"}
+    proc = await start_up("--data-dir", str(tmp_path / "data"), "--in-memory", env=env)
     try:
         match = await wait_ready(proc)
         assert "data=in memory (nothing kept)" in match.string
