@@ -15,8 +15,13 @@ from tests.integration.raw import TIMEOUT
 READY = re.compile(r"ready in [\d.]+s.*mqtt://[\d.]+:(\d+) ws://[\d.]+:(\d+)/mqtt")
 
 
-async def start_up(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    """`up` on free ports with no rules (and ``args``), its log (stderr) piped."""
+async def start_up(
+    *args: str,
+    env: dict[str, str] | None = None,
+    rules: str | None = "tests/fixtures/empty-rules",
+) -> asyncio.subprocess.Process:
+    """`up` on free ports with ``rules`` (None: `up`'s own default, the chat's) and
+    ``args``, its log (stderr) piped."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -26,8 +31,7 @@ async def start_up(*args: str, env: dict[str, str] | None = None) -> asyncio.sub
         "0",
         "--http-port",
         "0",
-        "--rules",
-        "tests/fixtures/empty-rules",
+        *(("--rules", rules) if rules is not None else ()),
         *args,
         cwd=REPO_ROOT,
         env=env,

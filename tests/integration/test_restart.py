@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ import boto3
 import pytest
 
 from emulator.app import Emulator, StartupError
-from emulator.config import REPO_ROOT, load_config
+from emulator.config import load_config
 from emulator.services.backends import (
     DUMMY_CREDENTIALS,
     BackendError,
@@ -80,22 +79,7 @@ class Up:
 @contextlib.asynccontextmanager
 async def up(data_dir: Path, *args: str, **variables: str) -> AsyncIterator[Up]:
     env = {k: v for k, v in os.environ.items() if k != "EMULATOR_IN_MEMORY"} | variables
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "emulator",
-        "up",
-        "--mqtt-port",
-        "0",
-        "--http-port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        *args,
-        cwd=REPO_ROOT,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_up("--data-dir", str(data_dir), *args, env=env, rules=None)
     assert proc.stderr is not None
     stderr = proc.stderr
     log: list[str] = []
