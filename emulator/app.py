@@ -21,10 +21,11 @@ from aiohttp import web
 
 from emulator.actions.base import ActionTargets
 from emulator.broker.broker import IoTBroker
-from emulator.broker.policy import PolicyError, PolicySet
+from emulator.broker.policy import IdentityAuthorizer, PolicyError, PolicySet
 from emulator.broker.store import BrokerStore, DataDirInUse
 from emulator.clock import now_ms
-from emulator.config import Config
+from emulator.config import HTTPS_PORT, MQTT_TLS_PORT, Config
+from emulator.controlplane.service import ControlPlane
 from emulator.dataplane.exceptions import RequestEntityTooLarge
 from emulator.dataplane.urls import add_routes as add_dataplane_routes
 from emulator.functions.invoke_api import RequestTooLarge
@@ -32,7 +33,7 @@ from emulator.functions.invoke_api import add_routes as add_invoke_routes
 from emulator.functions.service import LOCAL_CREDENTIALS, FunctionService
 from emulator.pollers.kinesis import KinesisPoller
 from emulator.project.loader import load_project
-from emulator.project.model import Project
+from emulator.project.model import Project, RuleSpec
 from emulator.project.policy_files import load_policy_files
 from emulator.project.watch import RuleWatcher
 from emulator.rules.engine import RulesEngine
@@ -46,8 +47,10 @@ from emulator.transport.http_guard import (
     SignedRoute,
 )
 from emulator.transport.tcp import TcpListener
+from emulator.transport.tls import TlsListener
 from emulator.transport.websocket import WebSocketEndpoint
 from emulator.web import add_routes as add_web_routes
+from emulator.web import page_handler as web_page
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +93,26 @@ def make_http_guard(config: Config, workers: tuple[str, str]) -> HttpGuard:
         SignedRoute("/retainedMessage", "iotdata", RequestEntityTooLarge),
         SignedRoute("/2015-03-31/functions", "lambda", RequestTooLarge),
         SignedRoute("/mqtt", "iotdevicegateway"),
+        *(SignedRoute(prefix, "iot") for prefix in CONTROL_PLANE_PATHS),
     )
     policy = OriginPolicy(config.host, config.allowed_hosts, config.allowed_origins)
     return HttpGuard(policy, credentials, config.region, routes)
+
+
+# The iot control plane's paths (emulator/controlplane/urls.py), signed as ``iot``.
+CONTROL_PLANE_PATHS = (
+    "/endpoint",
+    "/keys-and-certificate",
+    "/certificates",
+    "/certificate",
+    "/policies",
+    "/target-policies",
+    "/attached-policies",
+    "/policy-targets",
+    "/things",
+    "/test-authorization",
+    "/rules",
+)
 
 
 class StartupError(Exception):
@@ -134,6 +154,20 @@ class Emulator:
             self.http_app, self.broker, self.broker.publish_check, now_ms
         )
         add_invoke_routes(self.http_app, self.functions)
+        # The iot control plane (device identity, policies, topic rules) and its CA.
+        self.controlplane = ControlPlane(
+            config.region,
+            config.account_id,
+            config.kept_in,
+            (config.host, *config.allowed_hosts),
+            self._file_rules,
+        )
+        self.controlplane.add_routes(self.http_app, web_page(config.static_dir))
+        self.controlplane.on_rules_change = self._load_rules
+        self.controlplane.on_registry_change = self._install_authorizer
+        self.file_policies: PolicySet | None = None
+        self.mqtt_tls_listener: TlsListener | None = None
+        self._https_server: asyncio.Server | None = None
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
         self.store: BrokerStore | None = None  # with a data directory
@@ -157,7 +191,7 @@ class Emulator:
     # -- lifecycle -----------------------------------------------------------------
     def _endpoints(self) -> dict[str, str]:
         http = f"http://127.0.0.1:{self.http_port}"
-        return {**self.backends.endpoints, "iot-data": http, "lambda": http}
+        return {**self.backends.endpoints, "iot-data": http, "lambda": http, "iot": http}
 
     def load_project(self) -> Project:
         return load_project(self.config.rules, self.config.region, self.config.account_id)
@@ -165,6 +199,8 @@ class Emulator:
     async def start(self) -> None:
         """Services -> functions -> rules -> broker -> HTTP (see the module docstring)."""
         await self._hold_data_dir()
+        await self.controlplane.start()
+        self._stoppers.append(("control plane", self.controlplane.stop))
         self.project = await asyncio.to_thread(self.load_project)
         for diagnostic in self.project.diagnostics:
             log.error("%s", diagnostic)
@@ -208,7 +244,7 @@ class Emulator:
         if self.config.no_auth:
             log.warning("IoT policies are NOT enforced (--no-auth): AWS would check every client")
         await self.rules.start()
-        self.rules.load(self.project)
+        self._load_rules()
         self._stoppers.append(("rules", self.rules.stop))
         self.health_sections["rules"] = self.rules.health
         if self.config.hot_reload and self.config.rules:
@@ -224,11 +260,63 @@ class Emulator:
         self.mqtt_port = self.mqtt_listener.port
         # Unwound in reverse: the broker closes the connections, then the listener its port.
         self._stoppers.append(("MQTT listener", self.mqtt_listener.stop))
+        await self._start_mqtt_tls()
         self._stoppers.append(("broker", self.broker.stop))
         try:
             await self._start_http()
         except OSError as exc:
             raise StartupError(f"HTTP port {self.config.http_port}: {exc.strerror}") from exc
+
+    async def _start_mqtt_tls(self) -> None:
+        """MQTT over TLS with client certificates, on AWS's 8883 when it is free."""
+        config = self.config
+        controlplane = self.controlplane
+        listener = TlsListener(
+            self.broker.serve_link,
+            config.host,
+            config.mqtt_tls_port,
+            controlplane.mqtt_context(),
+            controlplane.admit,
+        )
+        try:
+            await listener.start()
+        except OSError as exc:
+            if config.mqtt_tls_port != MQTT_TLS_PORT:
+                raise StartupError(f"MQTT TLS port {config.mqtt_tls_port}: {exc}") from exc
+            log.info("port %d is taken: MQTT over TLS on any free port", config.mqtt_tls_port)
+            listener.port = 0
+            await listener.start()
+        self.mqtt_tls_listener = listener
+        controlplane.mqtt_tls_port = listener.port
+        self._stoppers.append(("MQTT TLS listener", listener.stop))
+
+    def _file_rules(self) -> tuple[RuleSpec, ...]:
+        return self.project.rules
+
+    def _load_rules(self) -> None:
+        """The engine's rules: the project's files and the API's (controlplane/topic_rules.py
+        says which wins on a name)."""
+        self.rules.load(self.controlplane.rules.merged(self.project))
+
+    def _install_authorizer(self) -> None:
+        """Certificates' policies once a certificate exists (IdentityAuthorizer), beside the
+        policy files for clients without one; none of it with ``--no-auth``."""
+        if self.config.no_auth:
+            self.broker.set_authorizer(None)
+            return
+        if self.controlplane.registry.certificates:
+            authorizer = IdentityAuthorizer(
+                self.controlplane.registry,
+                self.file_policies,
+                self.config.region,
+                self.config.account_id,
+            )
+            if not isinstance(self.broker.state.authorizer, IdentityAuthorizer):
+                self.broker.set_authorizer(authorizer)
+            else:
+                self.broker.state.authorizer.fallback = self.file_policies
+            return
+        self.broker.set_authorizer(self.file_policies)
 
     async def _hold_data_dir(self) -> None:
         """The data directory for this emulator alone, before any part reads it; released
@@ -275,13 +363,15 @@ class Emulator:
         specs += load_policy_files(self.config.policies, self.config.region, self.config.account_id)
         if not specs:
             self.auth_state = "open (no IoT policies loaded)"
-            self.broker.set_authorizer(None)
+            self.file_policies = None
+            self._install_authorizer()
             return
         policies = PolicySet(specs, self.config.region, self.config.account_id)
         for warning in policies.warnings:
             log.warning("%s", warning)
         self.auth_state = f"enforced ({', '.join(policies.names)})"
-        self.broker.set_authorizer(policies)
+        self.file_policies = policies
+        self._install_authorizer()
 
     def _apply_project(self, project: Project) -> None:
         try:
@@ -289,7 +379,7 @@ class Emulator:
         except PolicyError as exc:
             log.error("policies not reloaded, the previous ones stay active: %s", exc)
         self.project = project
-        self.rules.load(project)
+        self._load_rules()
         asyncio.get_running_loop().create_task(self._apply_services(project))
 
     async def _apply_services(self, project: Project) -> None:
@@ -330,6 +420,27 @@ class Emulator:
         self.http_port = sockets[0].getsockname()[1] if sockets else config.http_port
         self.http_guard.policy.port = self.http_port
         self.health_sections["http_connections"] = self.http_connections.health
+        try:
+            self._https_server = await loop.create_server(
+                self.http_connections,
+                config.host,
+                config.https_port,
+                backlog=1024,
+                ssl=self.controlplane.https_context(),
+            )
+        except OSError:
+            if config.https_port != HTTPS_PORT:
+                raise
+            self._https_server = await loop.create_server(
+                self.http_connections,
+                config.host,
+                0,
+                backlog=1024,
+                ssl=self.controlplane.https_context(),
+            )
+        tls_sockets = self._https_server.sockets
+        self.controlplane.https_port = tls_sockets[0].getsockname()[1] if tls_sockets else None
+        self.controlplane.http_port = self.http_port
         sigv4_mode = "required" if config.credentials else "off (no credentials configured)"
         self.health_sections["sigv4"] = lambda: sigv4_mode
         self._stoppers.append(("http", self._stop_http))
@@ -338,10 +449,14 @@ class Emulator:
         """Stop accepting, then let aiohttp close its connections (shutdown_timeout)."""
         if self._http_server is not None:
             self._http_server.close()
+        if self._https_server is not None:
+            self._https_server.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._http_server is not None:
             await self._http_server.wait_closed()
+        if self._https_server is not None:
+            await self._https_server.wait_closed()
 
     async def stop(self) -> None:
         errors: list[str] = []
@@ -368,6 +483,12 @@ class Emulator:
             },
             "auth": self.auth_state,
             "http": self.http_port,
+            "tls": {
+                "mqtt": self.controlplane.mqtt_tls_port,
+                "https": self.controlplane.https_port,
+                "ca": str(self.controlplane.ca_path),
+                "refused": self.mqtt_tls_listener.refused if self.mqtt_tls_listener else 0,
+            },
         }
         for name, section in self.health_sections.items():
             body[name] = section()
@@ -403,6 +524,8 @@ class Emulator:
         return (
             f"ready in {took:.2f}s: mqtt://{host}:{self.mqtt_port} "
             f"ws://{host}:{self.http_port}/mqtt http://{host}:{self.http_port}/ "
+            f"mqtts://{host}:{self.controlplane.mqtt_tls_port} "
+            f"wss://{host}:{self.controlplane.https_port}/mqtt ca={self.controlplane.ca_path} "
             f"backend={backend} rules={len(self.rules.rules)} functions={len(self.functions.pools)} "
             f"auth={self.auth_state} data={data}"
         )

@@ -23,6 +23,8 @@ STATIC_DIR = (Path(__file__).parent / "chat_static").resolve()
 holds a copy there (package data), so an installed emulator serves the page too."""
 
 ENV_PREFIX = "EMULATOR_"
+MQTT_TLS_PORT = 8883  # AWS IoT's MQTT over TLS with client certificates
+HTTPS_PORT = 8443
 
 
 def default_data_dir() -> Path:
@@ -44,6 +46,10 @@ class Config:
     host: str = "127.0.0.1"
     mqtt_port: int = 1883
     http_port: int = 8080
+    # MQTT over TLS with client certificates (AWS's 8883) and HTTPS/WSS beside the HTTP
+    # port; at their defaults, any free port when the default is taken
+    mqtt_tls_port: int = MQTT_TLS_PORT
+    https_port: int = HTTPS_PORT
     rules: tuple[Path, ...] = (REPO_ROOT / "rules",)
     static_dir: Path = STATIC_DIR
     node_modules: Path = REPO_ROOT / "node_modules"
@@ -110,6 +116,8 @@ _BOOLS = {"no_auth", "hot_reload", "in_memory"}
 _INTS = {
     "mqtt_port",
     "http_port",
+    "mqtt_tls_port",
+    "https_port",
     "max_hops",
     "max_inflight",
     "publish_rate",

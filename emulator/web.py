@@ -3,6 +3,7 @@ assets, and mqtt.js served from our own node_modules, so the page works offline 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -10,14 +11,21 @@ from aiohttp import web
 MQTT_JS = ("mqtt", "dist", "mqtt.min.js")
 
 
-def add_routes(app: web.Application, static_dir: Path, node_modules: Path) -> None:
+def page_handler(static_dir: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The chat page's handler (also what the API's paths answer a browser: they are rooms)."""
     index = static_dir / "index.html"
-    mqtt_js = node_modules.joinpath(*MQTT_JS)
 
     async def page(request: web.Request) -> web.StreamResponse:
         if not index.is_file():
             raise web.HTTPNotFound(text=f"no chat page at {index}")
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+def add_routes(app: web.Application, static_dir: Path, node_modules: Path) -> None:
+    mqtt_js = node_modules.joinpath(*MQTT_JS)
+    page = page_handler(static_dir)
 
     async def vendor_mqtt(request: web.Request) -> web.StreamResponse:
         if not mqtt_js.is_file():

@@ -26,11 +26,16 @@ Actions are compared case-insensitively, ARNs case-sensitively.
 
 Policy variables (``iot-policy-variables.md``, ``basic-policy-variables.md``) are replaced in
 resources: ``${iot:ClientId}``, ``${aws:SourceIp}``, ``${iot:Connection.Thing.IsAttached}``
-(always ``false``: there is no thing registry) and the escapes ``${*}``, ``${?}``, ``${$}``.
-A substituted value is literal text (a client ID of ``a*`` is not a wildcard). A variable
-that cannot be resolved (thing names and attributes, certificate and Cognito variables)
-makes the resource entry containing it match nothing, as IAM does for a variable with no
-value. As in IAM, variables are substituted only under ``"Version": "2012-10-17"``.
+and the escapes ``${*}``, ``${?}``, ``${$}``. For a client that connected with a
+certificate, ``IdentityAuthorizer`` evaluates the policies attached to that certificate
+with its certificate variables (``${iot:Certificate.Subject.CommonName}``, ...) and thing
+variables (``${iot:Connection.Thing.ThingName}``, ``.ThingTypeName``, ``.Attributes[name]``,
+``.IsAttached``) from the registry; other clients (no certificate) get the policy files,
+where those variables have no value. A substituted value is literal text (a client ID of
+``a*`` is not a wildcard). A variable without a value (Cognito's, a thing variable of a
+connection that is no attached thing) makes the resource entry containing it match
+nothing, as IAM does. As in IAM, variables are substituted only under
+``"Version": "2012-10-17"``.
 
 Not evaluated: ``Condition``. A statement with one is skipped and reported.
 
@@ -45,11 +50,18 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emulator.broker.auth import ClientIdentity, Decision
+from emulator.broker.auth import (
+    ALLOW,
+    Authorizer,
+    CertificatePrincipal,
+    ClientIdentity,
+    Decision,
+    PrincipalDirectory,
+)
 from emulator.project.model import PolicyError as PolicyError
 from emulator.project.model import PolicySpec, SourceRef
 
@@ -86,9 +98,9 @@ _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _ESCAPES = {"*", "?", "$"}
 # Variables AWS defines that the emulator has no value for, and why (for the warning).
 _UNRESOLVABLE = (
-    ("iot:connection.thing.", "there is no thing registry"),
-    ("iot:thing.", "there is no thing registry"),
-    ("iot:certificate.", "clients have no X.509 certificate"),
+    ("iot:connection.thing.", "policy files apply to clients without a certificate"),
+    ("iot:thing.", "not an AWS IoT Core policy variable"),
+    ("iot:certificate.", "policy files apply to clients without a certificate"),
     ("cognito-identity.amazonaws.com:", "there are no Cognito identities"),
 )
 
@@ -100,17 +112,52 @@ class _Variable:
 
 
 _Part = str | _Variable  # str: a regex fragment
+# (lower-cased variable name, client) -> its value, beyond the basic variables; None: none
+Resolver = Callable[[str, ClientIdentity], str | None]
 
 
-def _variable_value(name: str, identity: ClientIdentity) -> str | None:
+def _variable_value(
+    name: str, identity: ClientIdentity, resolve: Resolver | None = None
+) -> str | None:
     """The value of a (lower-cased) policy variable for this client; None if it has none."""
     if name == "iot:clientid":
         return identity.client_id
     if name == "aws:sourceip":
         return identity.source_ip
+    if resolve is not None:
+        return resolve(name, identity)
     if name == "iot:connection.thing.isattached":
-        return "false"  # no thing is ever attached: there is no registry
+        return "false"  # a client without a certificate is no thing
     return None
+
+
+def certificate_resolver(principal: CertificatePrincipal) -> Resolver:
+    """The certificate and thing policy variables of one certificate's connections."""
+    variables = principal.variables
+
+    def resolve(name: str, identity: ClientIdentity) -> str | None:
+        if name.startswith("iot:certificate."):
+            return variables.get(name)
+        if not name.startswith("iot:connection.thing."):
+            return None
+        thing = principal.thing_for(identity.client_id)
+        field = name[len("iot:connection.thing.") :]
+        if field == "isattached":
+            return "true" if thing is not None else "false"
+        if thing is None:
+            return None
+        if field == "thingname":
+            return thing.name
+        if field == "thingtypename":
+            return thing.type_name
+        if field.startswith("attributes[") and field.endswith("]"):
+            wanted = field[len("attributes[") : -1]
+            for key, value in thing.attributes.items():
+                if key.lower() == wanted:
+                    return value
+        return None
+
+    return resolve
 
 
 _PROBE = ClientIdentity("probe", "probe", "127.0.0.1")  # tells resolvable variables apart
@@ -151,14 +198,16 @@ def _glob_parts(text: str, variables: bool) -> tuple[_Part, ...]:
     return tuple(p for p in parts if p != "")
 
 
-def _resolve(parts: tuple[_Part, ...], identity: ClientIdentity) -> str | None:
+def _resolve(
+    parts: tuple[_Part, ...], identity: ClientIdentity, resolve: Resolver | None
+) -> str | None:
     """The regex source of one resource for this client; None if a variable has no value."""
     out: list[str] = []
     for part in parts:
         if isinstance(part, str):
             out.append(part)
             continue
-        value = _variable_value(part.name, identity)
+        value = _variable_value(part.name, identity, resolve)
         if value is None:
             return None
         out.append(re.escape(value))
@@ -198,11 +247,14 @@ class Statement:
     def names_action(self, action: str) -> bool:
         return (self.action_pattern.fullmatch(action) is not None) != self.not_action
 
-    def pattern_for(self, identity: ClientIdentity) -> re.Pattern[str] | None:
+    def pattern_for(
+        self, identity: ClientIdentity, resolve: Resolver | None = None
+    ) -> re.Pattern[str] | None:
         """All resources as one regex, variables replaced for this client."""
         if not self.templates:
             return self.static_pattern
-        sources = [s for s in (_resolve(t, identity) for t in self.templates) if s is not None]
+        resolved = (_resolve(t, identity, resolve) for t in self.templates)
+        sources = [s for s in resolved if s is not None]
         if self.static_pattern is not None:
             sources.append(self.static_pattern.pattern)
         return _alternation(sources)
@@ -395,8 +447,10 @@ class _Compiler:
 class PolicySet:
     """Every policy that applies to the broker's clients; implements ``Authorizer``.
 
-    All policies apply to every client: the emulator has no certificates or identities to
-    attach them to. Raises ``PolicyError`` listing every invalid statement.
+    Every policy in the set applies to every client it is asked about: the policy files'
+    set to clients without a certificate, a certificate's set (``IdentityAuthorizer``) to
+    that certificate's connections, with ``variables`` resolving its certificate and thing
+    variables. Raises ``PolicyError`` listing every invalid statement.
     """
 
     def __init__(
@@ -405,7 +459,9 @@ class PolicySet:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         cache_size: int = CACHE_SIZE,
+        variables: Resolver | None = None,
     ) -> None:
+        self._resolve = variables
         self.region = region
         self.account_id = account_id
         self.names = [p.name for p in policies]
@@ -458,7 +514,12 @@ class PolicySet:
         self, identity: ClientIdentity, action: str, resource: str
     ) -> tuple[Decision, Statement | None]:
         """The decision and the statement that made it (None for an implicit deny)."""
-        arn = self.arn(action, resource)
+        return self.explain_arn(identity, action, self.arn(action, resource))
+
+    def explain_arn(
+        self, identity: ClientIdentity, action: str, arn: str
+    ) -> tuple[Decision, Statement | None]:
+        """``explain`` for a resource given as its ARN (``TestAuthorization``'s form)."""
         patterns: tuple[re.Pattern[str] | None, ...] = ()
         allowed_by: Statement | None = None
         for statement, slot in self._by_action[action.lower()]:
@@ -486,7 +547,7 @@ class PolicySet:
         if patterns is not None:
             cache.move_to_end(key)
             return patterns
-        patterns = tuple(s.pattern_for(identity) for s in self._templated)
+        patterns = tuple(s.pattern_for(identity, self._resolve) for s in self._templated)
         cache[key] = patterns
         if len(cache) > CLIENT_CACHE_SIZE:
             cache.popitem(last=False)
@@ -498,3 +559,64 @@ def compile_policies(
 ) -> PolicySet:
     """Parse and compile policy documents once; ``PolicyError`` lists every invalid one."""
     return PolicySet(policies, region, account)
+
+
+# -- certificates ------------------------------------------------------------------------
+class IdentityAuthorizer:
+    """The broker's authorizer once certificates exist: a client that connected with a
+    certificate gets the policies attached to that certificate (none attached: every
+    request is denied, as on AWS); any other client gets ``fallback`` (the policy files,
+    or None: allowed).
+
+    A certificate principal is one the transport set (``link.principal``): a client that
+    names a certificate ID as its MQTT username on a plain port is not one (its principal
+    then equals its username). Each certificate's ``PolicySet`` is compiled on first use
+    and dropped when the registry's ``generation`` changes (attachments, new policy
+    versions, things).
+    """
+
+    def __init__(
+        self,
+        directory: PrincipalDirectory,
+        fallback: Authorizer | None,
+        region: str = "us-east-1",
+        account_id: str = "123456789012",
+    ) -> None:
+        self.directory = directory
+        self.fallback = fallback
+        self.region = region
+        self.account_id = account_id
+        self._generation = -1
+        self._sets: dict[str, PolicySet | None] = {}
+
+    def policies_for(self, principal: str) -> PolicySet | None:
+        """The compiled policies of a certificate principal; None if it is none."""
+        generation = self.directory.generation
+        if generation != self._generation:
+            self._sets.clear()
+            self._generation = generation
+        if principal in self._sets:
+            return self._sets[principal]
+        record = self.directory.certificate_principal(principal)
+        policies = None
+        if record is not None:
+            policies = PolicySet(
+                record.policies,
+                self.region,
+                self.account_id,
+                cache_size=CLIENT_CACHE_SIZE,
+                variables=certificate_resolver(record),
+            )
+        if len(self._sets) >= CLIENT_CACHE_SIZE:
+            self._sets.clear()
+        self._sets[principal] = policies
+        return policies
+
+    def check(self, identity: ClientIdentity, action: str, resource: str) -> Decision:
+        if identity.principal != identity.username:
+            policies = self.policies_for(identity.principal)
+            if policies is not None:
+                return policies.check(identity, action, resource)
+        if self.fallback is None:
+            return ALLOW
+        return self.fallback.check(identity, action, resource)

@@ -33,6 +33,14 @@ def _add_up(sub: Any) -> None:
         "--http-port", type=int, help="HTTP port: /mqtt, /health, page, APIs (default 8080)"
     )
     p.add_argument(
+        "--mqtt-tls-port",
+        type=int,
+        help="MQTT over TLS with client certificates (default 8883, any free one if taken)",
+    )
+    p.add_argument(
+        "--https-port", type=int, help="HTTPS port: wss /mqtt, the APIs (default 8443)"
+    )
+    p.add_argument(
         "--rules",
         action="append",
         help="rule file, CloudFormation/SAM template or folder (repeatable; default rules/)",

@@ -1,0 +1,1 @@
+"""The AWS IoT control plane (`iot`): registry, policies, topic rules."""

@@ -1,0 +1,1 @@
+"""Device identity: X.509 certificates and the local certificate authority."""
