@@ -1,0 +1,179 @@
+"""Runs the Eclipse Paho interoperability suites (vendored, unchanged, in ``paho/``) against
+the emulator, with AWS IoT's documented differences from MQTT as expected outcomes.
+
+The suites are scripts: their ``__main__`` sets module globals (host, port, topics) and
+``setUpClass`` makes two clients, ``aclient`` and ``bclient``, with their callbacks. The
+adapter does the same for one test at a time against a fresh in-memory emulator, with two
+changes that stand for AWS's rules rather than for the suite's:
+
+- the clients cap QoS at 1 (``QosCappedClient``): AWS "doesn't support publishing or
+  subscribing with QoS level 2" (mqtt.md, differences from MQTT 3.1.1), and every test of the
+  suite asks for QoS 2 somewhere;
+- the callbacks (``Recorder``, a subclass of the suite's) also keep the order of events and
+  wake a waiting test, so that the adapted tests (``adapted311.py``) wait on events.
+
+``setUpClass``'s ``cleanup()`` is not run: it clears what earlier tests left on a shared
+broker (each test here has its own emulator), and it finds retained messages through a ``#``
+subscription, which AWS does not send them to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+HERE: Final = Path(__file__).resolve().parent
+SUITE_DIR: Final = HERE / "paho" / "interoperability"
+PINNED_COMMIT: Final = "9d7bb80bb8b9d9cfc0b52f8cb4c1916401281103"
+
+# What the emulator runs the suites with: no rules, so no backend; every CONNECT accepted at
+# once (AWS allows 1 CONNECT per second per client ID, and the suite reconnects a client
+# within a second: not what any of its tests checks); and the policy that refuses the
+# suite's "nosubscribe" filter, which test_subscribe_failure needs a server to refuse.
+SUITE_SETTINGS: Final[dict[str, Any]] = {
+    "rules": [],
+    "backend": "auto",
+    "connect_rate": 0,
+    "policies": [str(HERE / "nosubscribe_policy.json")],
+}
+
+# The suite's own configuration (client_test.py's __main__).
+TOPICS: Final = ("TopicA", "TopicA/B", "Topic/C", "TopicA/C", "/TopicA")
+WILDTOPICS: Final = ("TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#")
+NOSUBSCRIBE_TOPICS: Final = ("test/nosubscribe",)
+
+WAIT: Final = 5.0  # seconds an adapted test waits for an event before failing
+
+
+def load(name: str) -> ModuleType:
+    """Import a vendored module as the suite expects (``mqtt`` a top-level package)."""
+    if str(SUITE_DIR) not in sys.path:
+        sys.path.insert(0, str(SUITE_DIR))
+    return importlib.import_module(name)
+
+
+def suite_tests(module: ModuleType) -> list[str]:
+    """The test methods unittest would run from the suite's ``Test`` class."""
+    return sorted(name for name in dir(module.Test) if name.startswith("test"))
+
+
+def capped_client_class(client_module: ModuleType) -> type[Any]:
+    """The suite's client with every QoS above 1 lowered to 1 (AWS supports 0 and 1)."""
+    base: type[Any] = client_module.Client
+
+    class QosCappedClient(base):
+        def subscribe(self, topics: list[str], qoss: list[int]) -> int:
+            return int(super().subscribe(topics, [min(q, 1) for q in qoss]))
+
+        def publish(self, topic: str, payload: bytes, qos: int = 0, retained: bool = False) -> int:
+            return int(super().publish(topic, payload, min(qos, 1), retained))
+
+        def connect(self, *args: Any, willQoS: int = 2, **kwargs: Any) -> Any:
+            return super().connect(*args, willQoS=min(willQoS, 1), **kwargs)
+
+    return QosCappedClient
+
+
+def recorder_class(callbacks_base: type[Any]) -> type[Any]:
+    """The suite's ``Callbacks`` that also log events in order and wake a waiting test."""
+
+    class Recorder(callbacks_base):
+        def __init__(self) -> None:
+            super().__init__()
+            # clear() calls __init__ again: keep one condition for the object's life.
+            self.changed: threading.Condition = getattr(self, "changed", threading.Condition())
+            self.events: list[tuple[str, Any]] = []
+
+        def _note(self, kind: str, value: Any) -> None:
+            with self.changed:
+                self.events.append((kind, value))
+                self.changed.notify_all()
+
+        def publishArrived(self, topicName: str, payload: bytes, *rest: Any) -> bool:
+            result = super().publishArrived(topicName, payload, *rest)
+            self._note("message", (topicName, payload, *rest))
+            return bool(result)
+
+        def published(self, msgid: int) -> None:
+            super().published(msgid)
+            self._note("published", msgid)
+
+        def subscribed(self, msgid: int, data: Any) -> None:
+            super().subscribed(msgid, data)
+            self._note("subscribed", (msgid, data))
+
+        def unsubscribed(self, msgid: int, *rest: Any) -> None:
+            super().unsubscribed(msgid, *rest)
+            self._note("unsubscribed", msgid)
+
+        def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+            with self.changed:
+                if not self.changed.wait_for(predicate, timeout):
+                    raise AssertionError(f"no {what} within {timeout} s; events: {self.events}")
+
+        def messages_on(self, topic: str) -> list[tuple[Any, ...]]:
+            with self.changed:
+                return [m for m in self.messages if m[0] == topic]
+
+    return Recorder
+
+
+@dataclass
+class Suite311:
+    """One run of ``client_test.py``'s tests against one broker: the module, configured as
+    its ``__main__`` and ``setUpClass`` would configure it, with capped clients."""
+
+    module: ModuleType
+    host: str
+    port: int
+    client: type[Any]
+    recorder: type[Any]
+    clients: list[Any] = field(default_factory=list)  # every client made, closed at the end
+
+    @classmethod
+    def start(cls, host: str, port: int) -> Suite311:
+        module = load("client_test")
+        suite = cls(
+            module,
+            host,
+            port,
+            capped_client_class(module.mqtt_client),
+            recorder_class(module.Callbacks),
+        )
+        callback, callback2 = suite.recorder(), suite.recorder()
+        vars(module).update(  # the globals its __main__ and setUpClass set
+            host=host,
+            port=port,
+            topics=TOPICS,
+            wildtopics=WILDTOPICS,
+            nosubscribe_topics=NOSUBSCRIBE_TOPICS,
+            callback=callback,
+            callback2=callback2,
+            aclient=suite.new_client(b"myclientid", callback),
+            bclient=suite.new_client(b"myclientid2", callback2),
+        )
+        return suite
+
+    def new_client(self, client_id: bytes, callback: Any) -> Any:
+        client = self.client(client_id)
+        client.registerCallback(callback)
+        self.clients.append(client)
+        return client
+
+    def run(self, name: str) -> None:
+        """Run one of the suite's tests as it is written (its assertions raise)."""
+        test = self.module.Test(name)
+        getattr(test, name)()
+
+    def close(self) -> None:
+        """Close the clients' sockets (their receiver threads end with them)."""
+        for client in self.clients:
+            sock = getattr(client, "sock", None)
+            if sock is not None:
+                sock.close()
