@@ -62,6 +62,7 @@ from emulator.actions.base import (
 from emulator.fairqueue import FairQueue
 from emulator.limits import PublishCheck
 from emulator.messages import InboundMessage, IngestMessage
+from emulator.observe import NO_OUTPUT, ObserverHub
 from emulator.project.model import CompiledRule, Project, RuleSpec
 from emulator.rules.context import MessageContexts
 from emulator.rules.external import LoopExternalCalls
@@ -205,6 +206,10 @@ class RulesEngine:
         self._limit_logged: dict[Hashable, list[float]] = {}
         self._external_idle = asyncio.Event()
         self._external_idle.set()
+        # The live console's hub while a console is open, else None: ``handle`` never looks
+        # at it (the console hands messages to ``handle_observed`` instead); the hooks off
+        # the hot path cost one attribute check each.
+        self.observer: ObserverHub | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -303,6 +308,40 @@ class RulesEngine:
                 continue
             counters.actions_ok += 1
 
+    def handle_observed(self, msg: InboundMessage) -> None:
+        """``handle`` while a console is open: the same steps, each rule's evaluation told
+        to the observer, and every matched rule's actions through ``_act`` (its hooks)."""
+        observer = self.observer
+        if observer is None:
+            self.handle(msg)
+            return
+        candidates = self._known_candidates(msg.topic)
+        if candidates is None:
+            candidates = self._match(msg.topic)
+        if not candidates:
+            return
+        payload = msg.payload
+        doc, flat = parse_document(payload)
+        ctx = self.contexts.of_message(msg, doc)
+        for _, entry in candidates:
+            statement = entry.statement
+            if statement.uses_external:
+                self._spawn_external(entry, ctx, msg)
+                continue
+            env = Env(doc, ctx, entry.sql_version, payload)
+            try:
+                output = statement.evaluate_env(env, flat)
+            except RuleEvaluationError as exc:
+                entry.counters.errors += 1
+                log.warning("rule %s failed on a message on %s: %s", entry.name, msg.topic, exc)
+                observer.evaluated(msg, entry.name, NO_OUTPUT, str(exc))
+                continue
+            if output is NO_MATCH:
+                observer.evaluated(msg, entry.name, NO_OUTPUT)
+                continue
+            observer.evaluated(msg, entry.name, output)
+            self._act(entry, env, msg, output)
+
     def ingest(self, msg: IngestMessage) -> None:
         """A Basic Ingest message: the one rule it names, whatever its FROM (module
         docstring). Not the hot path of ``handle``: no inlined republish."""
@@ -327,7 +366,11 @@ class RulesEngine:
                 msg.published_topic,
                 exc,
             )
+            if self.observer is not None:
+                self.observer.evaluated(msg, entry.name, NO_OUTPUT, str(exc))
             return
+        if self.observer is not None:
+            self.observer.evaluated(msg, entry.name, NO_OUTPUT if output is NO_MATCH else output)
         if output is not NO_MATCH:
             self._act(entry, env, msg, output)
 
@@ -362,6 +405,7 @@ class RulesEngine:
         counters = entry.counters
         counters.matched += 1
         run: _Run | None = None
+        observer = self.observer
         for action, immediate in entry.plan:
             if immediate:
                 try:
@@ -382,6 +426,8 @@ class RulesEngine:
                     self._record_failure(run, exc.action, exc.resource, exc.message)
                     continue
                 counters.actions_ok += 1
+                if observer is not None:
+                    observer.published(msg, entry.name, message)
                 continue
             run = run or _Run(entry, env, msg)
             try:
@@ -390,6 +436,8 @@ class RulesEngine:
                 self._record_failure(run, action.failed_name, action.type_name, str(exc))
                 continue
             run.pending += 1
+            if observer is not None:
+                observer.action(msg, entry.name, action.type_name, "queued", request)
             if not self._admit(_source(msg, entry), (run, action, request)):
                 run.pending -= 1
                 self._refused(run, action)
@@ -473,6 +521,15 @@ class RulesEngine:
                 await action.execute(request, self.targets)
                 if not run.is_error_action:  # counters are the rule's own actions
                     run.entry.counters.actions_ok += 1
+                if self.observer is not None:
+                    self.observer.action(
+                        run.msg,
+                        run.entry.name,
+                        action.type_name,
+                        "ok",
+                        request,
+                        error_action=run.is_error_action,
+                    )
             except ActionThrottled as exc:  # a limit of the target: logged per interval
                 self._record_failure(run, exc.action, exc.resource, exc.message, logged=False)
                 self._log_limit(
@@ -539,6 +596,10 @@ class RulesEngine:
         self, entry: _Entry, ctx: MessageContext, msg: InboundMessage, output: Json
     ) -> None:
         try:
+            if self.observer is not None:
+                self.observer.evaluated(
+                    msg, entry.name, NO_OUTPUT if output is NO_MATCH else output
+                )
             if output is not NO_MATCH:
                 env = Env(ctx.document, ctx, entry.sql_version, ctx.payload)
                 self._act(entry, env, msg, output)
@@ -548,6 +609,8 @@ class RulesEngine:
     def _external_failed(self, entry: _Entry, msg: InboundMessage, reason: str) -> None:
         entry.counters.errors += 1
         log.warning("rule %s failed on a message on %s: %s", entry.name, msg.topic, reason)
+        if self.observer is not None:
+            self.observer.evaluated(msg, entry.name, NO_OUTPUT, reason)
         self._external_settled()
 
     def _external_settled(self) -> None:
@@ -569,6 +632,16 @@ class RulesEngine:
         run.failures.append(
             {"failedAction": action, "failedResource": resource, "errorMessage": message}
         )
+        if self.observer is not None:
+            self.observer.action(
+                run.msg,
+                run.entry.name,
+                action,
+                "failed",
+                {"resource": resource},
+                message,
+                error_action=run.is_error_action,
+            )
 
     def _finish(self, run: _Run) -> None:
         """Send the error action, once per rule and message, if an action failed."""
@@ -585,9 +658,14 @@ class RulesEngine:
             "failures": run.failures,
         }
         sink = _Run(run.entry, run.env, msg, is_error_action=True)
+        if self.observer is not None:
+            self.observer.error_action(msg, run.entry.name, action.type_name, error)
         if action.immediate:
             try:  # it reports a message at the hop limit, so it may go one hop further
-                self._publish(action, action.message(run.env, error, msg), 1)
+                message = action.message(run.env, error, msg)
+                self._publish(action, message, 1)
+                if self.observer is not None:
+                    self.observer.published(msg, run.entry.name, message, error_action=True)
             except ActionError as exc:
                 self._record_failure(sink, exc.action, exc.resource, exc.message)
             return
@@ -638,5 +716,6 @@ def _as_ingest(message: InboundMessage, rule: str, topic: str) -> IngestMessage:
         message.trace_id,
         message.origin,
         message.source_ip,
+        message.properties,
         rule,
     )

@@ -1,0 +1,1 @@
+"""The live console: /console, its event stream and forms (issue 18)."""

@@ -1,0 +1,338 @@
+"""The observer hub: what the live console (emulator/console/) is told about each message's
+way through the broker, the rules, the actions and the functions. Pure: no I/O, no clock,
+no asyncio.
+
+Theory of operation
+-------------------
+The parts do not call the hub on their hot paths. While no console is open, ``active`` is
+False and nothing is tapped: the broker's ``on_message`` is the engine's ``handle``, the
+engine's ``observer`` is None (its hooks off the hot path each cost one attribute check),
+no authorizer or function pool is wrapped. When the first viewer attaches, the hub calls
+its ``on_activity`` listeners (the console's taps install themselves); when the last one
+leaves they uninstall.
+
+Every event is a frozen, slotted value. ``emit`` appends it to each viewer's own bounded
+deque and calls the viewer's ``wake`` (the console's writer task waits on it): a viewer
+that does not keep up loses its own oldest events (counted in ``dropped``), never slows
+the broker or another viewer.
+
+Messages get a sequence number (``seq``) the first time the hub sees them, so a rule
+evaluation, an action, an error action and a function invocation can point at the message
+they came from; a message a rule republished points at its parent (``parent``).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from emulator.messages import InboundMessage
+
+Json = Any
+VIEWER_QUEUE = 2_000  # events waiting for one viewer before its oldest are dropped
+MESSAGES_KEPT = 4_096  # messages whose sequence number the hub remembers
+PAYLOADS_KEPT = 1_024  # Lambda action payloads remembered to find their invocation
+MAX_VIEWERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSeen:
+    """A message the broker accepted (client PUBLISH, lifecycle event, republish, HTTP)."""
+
+    kind: ClassVar[str] = "message"
+    seq: int
+    time_ms: int
+    client_id: str | None
+    transport: str
+    topic: str
+    qos: int
+    retain: bool
+    payload: bytes
+    hops: int
+    parent: int | None  # the message a rule republished this one from
+    ingest_rule: str | None = None  # a Basic Ingest message: the rule it names
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvaluated:
+    """One rule whose FROM matched a message: did WHERE pass, what did SELECT make."""
+
+    kind: ClassVar[str] = "rule"
+    seq: int
+    rule: str
+    matched: bool  # WHERE passed (or there is none)
+    output: Json = None
+    error: str | None = None  # the SQL failed at run time
+    external: bool = False  # evaluated on the engine's thread pool (get_dynamodb, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """One action of a matched rule: its rendered request and what became of it."""
+
+    kind: ClassVar[str] = "action"
+    seq: int
+    rule: str
+    action: str  # the type as AWS spells it (republish, dynamoDBv2, lambda, ...)
+    status: str  # "published", "queued", "ok", "failed"
+    request: Json = None
+    error: str | None = None
+    error_action: bool = False  # the rule's error action, not one of its actions
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorActionTaken:
+    """All failures of one rule for one message, in AWS's error message, and its error
+    action."""
+
+    kind: ClassVar[str] = "error_action"
+    seq: int
+    rule: str
+    action: str
+    message: Json
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One function invocation that ran on a worker."""
+
+    kind: ClassVar[str] = "invocation"
+    function: str
+    request_id: str
+    trigger: str  # "rule <name>", "kinesis <stream>", "invoke API", ...
+    seq: int | None  # the message whose rule invoked it, when known
+    duration_ms: float
+    status: int
+    error: str | None
+    payload: bytes
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line a function's handler wrote, with the request it was serving."""
+
+    kind: ClassVar[str] = "log"
+    function: str
+    request_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A request the IoT policy refused, and the statement that decided (None: nothing
+    allowed it, an implicit deny)."""
+
+    kind: ClassVar[str] = "denial"
+    client_id: str
+    action: str
+    resource: str
+    reason: str
+    statement: Json = None
+
+
+Event = (
+    MessageSeen | RuleEvaluated | ActionOutcome | ErrorActionTaken | Invocation | LogLine | Denial
+)
+
+
+class Viewer:
+    """One open console: its own bounded queue of events."""
+
+    __slots__ = ("dropped", "events", "limit", "wake")
+
+    def __init__(self, wake: Callable[[], None], limit: int = VIEWER_QUEUE) -> None:
+        self.events: deque[Event] = deque()
+        self.limit = max(1, limit)
+        self.dropped = 0
+        self.wake = wake
+
+    def push(self, event: Event) -> None:
+        events = self.events
+        if len(events) >= self.limit:
+            events.popleft()
+            self.dropped += 1
+        events.append(event)
+        self.wake()
+
+    def take(self) -> tuple[list[Event], int]:
+        """Everything waiting, and how many were dropped since the last call."""
+        events, dropped = list(self.events), self.dropped
+        self.events.clear()
+        self.dropped = 0
+        return events, dropped
+
+
+class TooManyViewers(Exception):
+    """More consoles open than ``MAX_VIEWERS``."""
+
+
+class ObserverHub:
+    """The viewers of one emulator and the sequence numbers of the messages they see."""
+
+    def __init__(self, max_viewers: int = MAX_VIEWERS) -> None:
+        self.active = False
+        self.viewers: list[Viewer] = []
+        self.max_viewers = max_viewers
+        self.on_activity: list[Callable[[bool], None]] = []
+        self._next_seq = 0
+        # id(message) -> (seq, message): the message is kept so that its id is not reused
+        self._seqs: OrderedDict[int, tuple[int, InboundMessage]] = OrderedDict()
+        # id(republished message) -> its source's seq, until the broker sees it
+        self._parents: dict[int, int] = {}
+        # a Lambda action's event payload -> (seq, rule), until its invocation runs
+        self._invoking: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
+        # How a Lambda action encodes its event (actions/payloads.py), set by the console:
+        # an invocation whose payload is one of those events points back at its message.
+        self.lambda_payload: Callable[[Json], bytes] | None = None
+
+    # -- viewers ----------------------------------------------------------------------
+    def attach(self, wake: Callable[[], None], limit: int = VIEWER_QUEUE) -> Viewer:
+        if len(self.viewers) >= self.max_viewers:
+            raise TooManyViewers(f"at most {self.max_viewers} consoles may be open at once")
+        viewer = Viewer(wake, limit)
+        self.viewers.append(viewer)
+        if not self.active:
+            self.active = True
+            self._notify(True)
+        return viewer
+
+    def detach(self, viewer: Viewer) -> None:
+        if viewer in self.viewers:
+            self.viewers.remove(viewer)
+        if not self.viewers and self.active:
+            self.active = False
+            self._seqs.clear()
+            self._parents.clear()
+            self._invoking.clear()
+            self._notify(False)
+
+    def _notify(self, active: bool) -> None:
+        for listener in self.on_activity:
+            listener(active)
+
+    def emit(self, event: Event) -> None:
+        for viewer in self.viewers:
+            viewer.push(event)
+
+    # -- message identity -------------------------------------------------------------
+    def seq_of(self, msg: InboundMessage) -> int:
+        """The message's sequence number, given it on first sight."""
+        key = id(msg)
+        known = self._seqs.get(key)
+        if known is not None and known[1] is msg:
+            return known[0]
+        self._next_seq += 1
+        seq = self._next_seq
+        self._seqs[key] = (seq, msg)
+        if len(self._seqs) > MESSAGES_KEPT:
+            self._seqs.popitem(last=False)
+        return seq
+
+    def republished(self, source: InboundMessage, message: InboundMessage) -> None:
+        """``message`` was made by a rule from ``source`` (its parent in the console)."""
+        if len(self._parents) >= MESSAGES_KEPT:
+            self._parents.clear()
+        self._parents[id(message)] = self.seq_of(source)
+        self.seq_of(message)  # kept: its id stays its own until the broker sees it
+
+    def parent_of(self, msg: InboundMessage) -> int | None:
+        return self._parents.pop(id(msg), None)
+
+    def invoking(self, payload: bytes, seq: int, rule: str) -> None:
+        """A rule's Lambda action queued this event: its invocation points back at it."""
+        self._invoking[payload] = (seq, rule)
+        if len(self._invoking) > PAYLOADS_KEPT:
+            self._invoking.popitem(last=False)
+
+    def invoked_by(self, payload: bytes) -> tuple[int, str] | None:
+        return self._invoking.pop(payload, None)
+
+    # -- what the rules engine's hooks call (one call each, off its hot path) ---------
+    def evaluated(
+        self, msg: InboundMessage, rule: str, output: Json, error: str | None = None
+    ) -> None:
+        matched = error is None and output is not NO_OUTPUT
+        self.emit(
+            RuleEvaluated(
+                self.seq_of(msg), rule, matched, printable(output) if matched else None, error
+            )
+        )
+
+    def published(
+        self,
+        msg: InboundMessage,
+        rule: str,
+        message: InboundMessage,
+        error_action: bool = False,
+    ) -> None:
+        """A republish action made ``message`` (immediate: no worker)."""
+        self.republished(msg, message)
+        request = {"topic": message.topic, "qos": message.qos, "payload": message.payload}
+        self.emit(
+            ActionOutcome(
+                self.seq_of(msg),
+                rule,
+                "republish",
+                "published",
+                printable(request),
+                error_action=error_action,
+            )
+        )
+
+    def action(
+        self,
+        msg: InboundMessage,
+        rule: str,
+        action: str,
+        status: str,
+        request: Json = None,
+        error: str | None = None,
+        error_action: bool = False,
+    ) -> None:
+        """A queued action's request (``queued``) or outcome (``ok``, ``failed``)."""
+        seq = self.seq_of(msg)
+        shown = request_fields(request)
+        if status == "queued" and not error_action and self.lambda_payload is not None:
+            payload = getattr(request, "payload", None)
+            if getattr(request, "function_name", None) is not None:
+                self.invoking(self.lambda_payload(payload), seq, rule)
+        self.emit(ActionOutcome(seq, rule, action, status, shown, error, error_action))
+
+    def error_action(self, msg: InboundMessage, rule: str, action: str, message: Json) -> None:
+        self.emit(ErrorActionTaken(self.seq_of(msg), rule, action, printable(message)))
+
+
+NO_OUTPUT: Final = object()  # what ``evaluated`` is given when WHERE did not pass
+
+
+def request_fields(request: Json) -> Json:
+    """A rendered action request (a NamedTuple) as a JSON object of its fields."""
+    fields = getattr(request, "_asdict", None)
+    if fields is None:
+        return printable(request)
+    shown: dict[str, Json] = dict(request.describe()) if hasattr(request, "describe") else {}
+    named = set(map(repr, shown.values()))
+    for name, value in fields().items():
+        if repr(value) not in named:  # table_name is tableName, already shown
+            shown[name] = value
+    return printable(shown)
+
+
+def printable(value: Json) -> Json:
+    """A value for JSON: bytes as text (or base64 when not UTF-8), tuples as lists."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
