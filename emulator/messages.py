@@ -10,6 +10,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# MQTT 5's payload format indicator values, as AWS spells them (get_mqtt_property,
+# the republish action's headers, the data plane's x-amz-mqtt5-payload-format-indicator).
+FORMAT_NAMES = ("UNSPECIFIED_BYTES", "UTF8_DATA")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishProperties:
+    """The MQTT 5 properties of a message that travel with it to every subscriber, the
+    rules engine and a republish (aws-iot-current.md, sections 1 and 5). None on a message
+    without any, which is every MQTT 3.1.1 message: the usual message pays nothing.
+
+    ``expires_at`` is the message expiry as a time (ms since the epoch), so a message that
+    waits (queued, retained, a delayed Last Will) is passed on with what is left of it, and
+    not delivered once it has passed. ``payload_format`` is 0 (bytes) or 1 (UTF-8)."""
+
+    payload_format: int = 0
+    expires_at: int | None = None
+    content_type: str | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def expired(self, now: int) -> bool:
+        expires_at = self.expires_at
+        return expires_at is not None and expires_at <= now
+
 
 @dataclass(slots=True)
 class InboundMessage:
@@ -28,6 +54,7 @@ class InboundMessage:
     ``source_ip`` is the publishing client's address (the TCP or WebSocket peer, the
     data-plane HTTP caller): AWS's ``sourceip()``. None for the emulator's own messages, and
     for a republished one (AWS: republish does not pass the original IP on).
+    ``properties``: its MQTT 5 properties (``PublishProperties``), None when it has none.
 
     actions/republish.py builds one per republished message, and broker/protocol.py one per
     client PUBLISH, field by field, without ``__init__`` (cheaper): a new field must be set
@@ -45,6 +72,7 @@ class InboundMessage:
     trace_id: str | None = None
     origin: str | None = None
     source_ip: str | None = None
+    properties: PublishProperties | None = None
 
 
 @dataclass(slots=True)

@@ -96,9 +96,35 @@ def validate_topic_filter(topic_filter: str) -> str | None:
     return None
 
 
+SHARE_PREFIX = "$share/"
+MAX_SHARE_NAME = 128
+
+
+def shared_subscription(topic_filter: str) -> tuple[str, str] | None:
+    """``$share/<group>/<filter>`` as (group, filter); None for any other filter."""
+    if not topic_filter.startswith(SHARE_PREFIX):
+        return None
+    group, slash, rest = topic_filter[len(SHARE_PREFIX) :].partition("/")
+    if not slash:
+        return None
+    return group, rest
+
+
 def validate_subscription(topic_filter: str) -> str | None:
     """Why a client can't subscribe to ``topic_filter``: ``validate_topic_filter``, and
-    AWS's "Your devices and rules can't subscribe to Basic Ingest reserved topics"."""
+    AWS's "Your devices and rules can't subscribe to Basic Ingest reserved topics". A
+    shared subscription (``$share/<ShareName>/<TopicFilter>``, for MQTT 3.1.1 and 5) needs
+    a ShareName of at most 128 characters without ``/``, ``+`` or ``#``; its two extra
+    slashes do not count toward the slash limit (aws-iot-current.md, section 2)."""
+    if topic_filter.startswith(SHARE_PREFIX) or topic_filter == SHARE_PREFIX[:-1]:
+        shared = shared_subscription(topic_filter)
+        if shared is None or not shared[0] or not shared[1]:
+            return "a shared subscription is $share/<ShareName>/<TopicFilter>"
+        group, topic_filter = shared
+        if "+" in group or "#" in group:
+            return "a shared subscription's ShareName may not contain '+' or '#'"
+        if len(group) > MAX_SHARE_NAME:
+            return f"a shared subscription's ShareName is over {MAX_SHARE_NAME} characters"
     if topic_filter.startswith(BASIC_INGEST_PREFIX) or topic_filter == BASIC_INGEST_PREFIX[:-1]:
         return "Basic Ingest topics ($aws/rules/...) cannot be subscribed to"
     return validate_topic_filter(topic_filter)

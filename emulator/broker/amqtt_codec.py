@@ -11,7 +11,6 @@ Everything amqtt raises on malformed input becomes our ``ProtocolError``.
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from amqtt.adapters import ReaderAdapter
@@ -22,41 +21,11 @@ from amqtt.mqtt.subscribe import SubscribePacket
 from amqtt.mqtt.unsubscribe import UnsubscribePacket
 
 from emulator.broker.codec import Frame, ProtocolError, with_fixed_header
+from emulator.broker.packets import Connect, Subscribe, Unsubscribe, Will
 
 T = TypeVar("T")
 
 _DECODE_ERRORS = (AMQTTError, MQTTError, NoDataError, ValueError, UnicodeDecodeError)
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Connect:
-    protocol_name: str
-    protocol_level: int
-    client_id: str  # "" when the client sent none
-    clean_session: bool
-    keep_alive: int
-    username: str | None
-    will: Will | None
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    packet_id: int
-    filters: list[tuple[str, int]]  # (topic filter, requested QoS)
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    packet_id: int
-    filters: list[str]
 
 
 class _BytesReader(ReaderAdapter):

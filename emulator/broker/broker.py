@@ -35,6 +35,8 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from emulator.broker.auth import Authorizer
+from emulator.broker.codec5 import SERVER_SHUTTING_DOWN as _SHUTTING_DOWN
+from emulator.broker.codec5 import encode_disconnect
 from emulator.broker.connection import Connection
 from emulator.broker.link import Link
 from emulator.broker.protocol import MqttProtocol
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 OnMessage = Callable[[InboundMessage], None]
 OnIngest = Callable[[IngestMessage], None]
 STOP_TIMEOUT = 5.0  # seconds for connection tasks to unwind at stop()
+SERVER_SHUTTING_DOWN = encode_disconnect(_SHUTTING_DOWN)  # told to MQTT 5 clients at stop()
 
 
 def _new_uuid() -> str:
@@ -86,6 +89,8 @@ class IoTBroker:
         self._expiry_timers: dict[str, tuple[int, asyncio.TimerHandle]] = {}
         self._stopped = False
         self._expiry_left_at_stop: dict[str, float] = {}
+        # client ID -> the timer of its delayed MQTT 5 Last Will (cancelled if it is back)
+        self._will_timers: dict[str, asyncio.TimerHandle] = {}
         # Called with the client ID when a persistent session expires (tests, /health).
         self.expiry_listeners: list[Callable[[str], None]] = []
 
@@ -110,8 +115,13 @@ class IoTBroker:
         for _, timer in self._expiry_timers.values():
             timer.cancel()
         self._expiry_timers.clear()
+        for will_timer in self._will_timers.values():
+            will_timer.cancel()
+        self._will_timers.clear()
         for session in list(self.state.sessions.values()):
             if session.link is not None:
+                if session.protocol == 5:
+                    session.link.write(SERVER_SHUTTING_DOWN)
                 session.link.close()
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
@@ -215,6 +225,31 @@ class IoTBroker:
             for listener in self.expiry_listeners:
                 listener(client_id)
 
+    # -- delayed Last Will (MQTT 5) -------------------------------------------------------
+    def publish_later(self, client_id: str, message: InboundMessage, delay: float) -> None:
+        """Publish an MQTT 5 Last Will after its Will Delay Interval, unless the client
+        connected again in the meantime (its session's ``absences`` moved on, or it is
+        connected). One timer per client ID: a newer will replaces an older one."""
+        previous = self._will_timers.pop(client_id, None)
+        if previous is not None:
+            previous.cancel()
+        if self._stopped:
+            return
+        session = self.state.sessions.get(client_id)
+        absences = session.absences if session is not None else -1
+        self._will_timers[client_id] = asyncio.get_running_loop().call_later(
+            delay, self._publish_will, client_id, message, absences
+        )
+
+    def _publish_will(self, client_id: str, message: InboundMessage, absences: int) -> None:
+        self._will_timers.pop(client_id, None)
+        session = self.state.sessions.get(client_id)
+        if session is not None and (session.owner is not None or session.absences != absences):
+            log.info("client %r came back: its delayed Last Will is not published", client_id)
+            return
+        log.info("publishing the delayed Last Will of client %r", client_id)
+        self.publish(message)
+
     # -- stored messages after a reconnect ----------------------------------------------
     def start_resend(self, session: Session, owner: MqttProtocol) -> None:
         """AWS: stored messages go out at 10 per second after a reconnect. One timer per
@@ -226,7 +261,7 @@ class IoTBroker:
         if self._stopped or session.owner is not owner:
             return  # the connection ended or was taken over: its successor resends
         try:
-            more = self.state.resend_next(session)
+            more = self.state.resend_next(session, now_ms())
         except Exception:
             log.exception("resending the stored messages of %r failed", session.client_id)
             return
@@ -242,8 +277,10 @@ class IoTBroker:
         if message.retain:
             self.state.retain(message, now_ms())
         matches = self._match(topic)
-        if matches:
-            self._deliver(topic, message.payload, message.qos, matches, message.timestamp_ms)
+        if matches or self.state.has_shared:
+            self._deliver(
+                topic, message.payload, message.qos, matches, message.timestamp_ms, message
+            )
         on_message = self.on_message
         if on_message is not None:
             try:

@@ -28,6 +28,7 @@ UNSUBACK = 11
 PINGREQ = 12
 PINGRESP = 13
 DISCONNECT = 14
+AUTH = 15  # MQTT 5 only; AWS IoT does not support it
 
 PACKET_NAMES = {
     1: "CONNECT",
@@ -44,6 +45,7 @@ PACKET_NAMES = {
     12: "PINGREQ",
     13: "PINGRESP",
     14: "DISCONNECT",
+    15: "AUTH",
 }
 
 PINGRESP_BYTES = b"\xd0\x00"
@@ -53,8 +55,19 @@ SUBACK_FAILURE = 0x80
 _new_tuple = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
+# MQTT 5 reason codes of a broken packet (DISCONNECT, or CONNACK before the session).
+MALFORMED = 0x81
+PROTOCOL_ERROR = 0x82
+PACKET_TOO_LARGE = 0x95
+
+
 class ProtocolError(Exception):
-    """The peer broke the protocol; the connection is closed (only that one)."""
+    """The peer broke the protocol; the connection is closed (only that one). ``code`` is
+    the MQTT 5 reason code an MQTT 5 client is told in the DISCONNECT."""
+
+    def __init__(self, message: str, code: int = MALFORMED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Frame(NamedTuple):
@@ -101,12 +114,16 @@ class FrameReader:
                 if index - pos > 4:
                     raise ProtocolError("malformed remaining length")
             if length > self._max:
-                raise ProtocolError(f"packet of {length} bytes is over the limit of {self._max}")
+                raise ProtocolError(
+                    f"packet of {length} bytes is over the limit of {self._max}", PACKET_TOO_LARGE
+                )
             if end - index < length:
                 break
             packet_type = first >> 4
             if packet_type == 0 or packet_type == 15:
-                raise ProtocolError(f"reserved packet type {packet_type}")
+                # 15 is MQTT 5's AUTH, which AWS IoT does not support: a protocol error
+                # in both versions.
+                raise ProtocolError(f"reserved packet type {packet_type}", PROTOCOL_ERROR)
             frames.append(
                 _new_tuple(Frame, (packet_type, first & 0x0F, bytes(buf[index : index + length])))
             )

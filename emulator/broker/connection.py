@@ -16,7 +16,14 @@ import asyncio
 from typing import Protocol
 
 from emulator.broker.link import Link
-from emulator.broker.protocol import CloseLink, MqttProtocol, Output, StartExpiry, StartResend
+from emulator.broker.protocol import (
+    CloseLink,
+    MqttProtocol,
+    Output,
+    PublishLater,
+    StartExpiry,
+    StartResend,
+)
 from emulator.broker.sessions import Session
 from emulator.clock import now_ms
 from emulator.messages import InboundMessage, IngestMessage
@@ -29,7 +36,9 @@ class Hub(Protocol):
 
     def ingest(self, message: IngestMessage) -> None: ...
 
-    def start_expiry(self, client_id: str, absences: int) -> None: ...
+    def start_expiry(self, client_id: str, absences: int, after: float | None = None) -> None: ...
+
+    def publish_later(self, client_id: str, message: InboundMessage, delay: float) -> None: ...
 
     def start_resend(self, session: Session, owner: MqttProtocol) -> None: ...
 
@@ -53,7 +62,7 @@ class Connection:
                     async with asyncio.timeout(timeout):
                         data = await link.read()
                 except TimeoutError:
-                    protocol.timed_out()
+                    self.apply(protocol.timed_out())
                     break
                 if not data:
                     protocol.connection_lost()
@@ -82,8 +91,12 @@ class Connection:
             elif type(item) is IngestMessage:  # tested after the usual two: free for them
                 self.hub.ingest(item)
             elif isinstance(item, CloseLink):
+                if item.last:
+                    item.link.write(item.last)
                 item.link.close()
             elif isinstance(item, StartExpiry):
-                self.hub.start_expiry(item.client_id, item.absences)
+                self.hub.start_expiry(item.client_id, item.absences, item.after)
+            elif isinstance(item, PublishLater):
+                self.hub.publish_later(item.client_id, item.message, item.delay)
             elif isinstance(item, StartResend):
                 self.hub.start_resend(item.session, item.owner)

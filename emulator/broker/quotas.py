@@ -44,6 +44,8 @@ class BrokerQuotas:
     connect_interval_ms: int = 1000  # between accepted CONNECTs of one client ID
     max_queued: int = 1000  # QoS 1 messages waiting per session
     client_buffer_bytes: int = 8192 * 1024  # written to a client and not yet sent
+    session_expiry: int = 3600  # seconds: the longest an MQTT 5 client may ask for
+    topic_alias_max: int = 8  # MQTT 5 topic aliases per connection, client to broker
 
     @classmethod
     def from_config(cls, config: Config) -> BrokerQuotas:
@@ -61,6 +63,7 @@ class BrokerQuotas:
             connect_interval_ms=round(1000 / rate) if rate > 0 else 0,
             max_queued=max(0, config.max_queued_messages),
             client_buffer_bytes=max(1, config.client_buffer_kib) * 1024,
+            session_expiry=max(0, int(config.session_expiry)),
         )
 
     def keep_alive(self, requested: int) -> int:

@@ -22,6 +22,7 @@ from typing import Protocol
 from emulator.broker.auth import ClientIdentity, Decision
 from emulator.broker.link import Outlet
 from emulator.broker.quotas import LimitLog
+from emulator.messages import PublishProperties
 
 
 class Owner(Protocol):
@@ -40,13 +41,17 @@ class Outgoing:
     topic: str
     payload: bytes
     retain: bool = False
+    properties: PublishProperties | None = None  # MQTT 5, with its expiry time
 
 
 @dataclass(slots=True)
 class Session:
     client_id: str
-    clean: bool
-    subscriptions: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS
+    clean: bool  # dropped when its connection ends (MQTT 5: Session Expiry Interval 0)
+    # filter -> subscription options: the granted QoS, with MQTT 5's No Local and Retain
+    # As Published bits (``packets.py``); a shared subscription's filter is the whole
+    # ``$share/<group>/<filter>``.
+    subscriptions: dict[str, int] = field(default_factory=dict)
     inflight: dict[int, Outgoing] = field(default_factory=dict)  # packet id -> message
     queued: deque[Outgoing] = field(default_factory=deque)
     next_packet_id: int = 0
@@ -69,6 +74,16 @@ class Session:
     # has not sent, what the client is behind by (``client_buffer_bytes``).
     backlog: int = 0
     queue_full: LimitLog = field(default_factory=LimitLog)  # new QoS 1 messages dropped
+    # The connection's MQTT version (4: 3.1.1, 5) and what an MQTT 5 client asked for in
+    # its CONNECT: its in-flight window (Receive Maximum, under AWS's), the largest packet
+    # it takes, how many topic aliases the broker may give it (and those given, per
+    # connection), and the session's expiry in seconds (None: the configured default).
+    protocol: int = 4
+    max_inflight: int = 100
+    max_packet: int | None = None
+    alias_max: int = 0
+    aliases: dict[str, int] = field(default_factory=dict)
+    expiry: float | None = None
 
     def allocate_packet_id(self) -> int:
         """A free packet id; the in-flight window (at most 65535) guarantees one."""

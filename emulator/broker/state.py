@@ -39,13 +39,15 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from emulator.broker import codec5
 from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.link import Outlet
+from emulator.broker.packets import NO_LOCAL, QOS_MASK, RETAIN_AS_PUBLISHED
 from emulator.broker.quotas import BrokerQuotas, LimitLog
 from emulator.broker.sessions import Outgoing, Owner, Session
-from emulator.messages import InboundMessage
-from emulator.topics import TopicTrie
+from emulator.messages import InboundMessage, PublishProperties
+from emulator.topics import TopicTrie, shared_subscription
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,37 @@ class RetainedMessage:
     payload: bytes
     qos: int
     last_modified_ms: int
+    properties: PublishProperties | None = None
+
+
+class SharedGroup:
+    """The members of one shared subscription (``$share/<group>/<filter>``): each message
+    goes to one of them (AWS: "a random member"; here each connected member in turn, so
+    the load is spread and tests can count on it), preferring connected members; with none
+    connected, a QoS 1 message waits in a persistent member's session."""
+
+    __slots__ = ("members", "name", "next")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[str, int] = {}  # client ID -> subscription options
+        self.next = 0
+
+    def pick(self, sessions: dict[str, Session]) -> tuple[str, int] | None:
+        members = list(self.members.items())
+        count = len(members)
+        offline: tuple[str, int] | None = None
+        for step in range(count):
+            client_id, options = members[(self.next + step) % count]
+            session = sessions.get(client_id)
+            if session is None:
+                continue
+            if session.link is not None:
+                self.next = (self.next + step + 1) % count
+                return client_id, options
+            if offline is None and not session.clean:
+                offline = client_id, options
+        return offline
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +115,12 @@ class BrokerState:
         self.sessions: dict[str, Session] = {}
         self.subscriptions: TopicTrie[str, int] = TopicTrie()
         self.retained: dict[str, RetainedMessage] = {}
+        # Shared subscriptions: the filter's trie holds each group under its name.
+        self.shared: TopicTrie[str, SharedGroup] = TopicTrie()
+        self._groups: dict[str, SharedGroup] = {}  # "$share/<group>/<filter>" -> group
         self.authorizer = authorizer
         self.quotas = quotas = quotas or BrokerQuotas()
         # Read by deliver() for every message: one attribute each.
-        self._max_inflight = quotas.max_inflight
         self._buffer_cap = quotas.client_buffer_bytes
         self._versions: dict[str, int] = {}
         self._connects: dict[str, int] = {}  # client ID -> ms of its last accepted CONNECT
@@ -176,13 +211,18 @@ class BrokerState:
         link: Outlet,
         identity: ClientIdentity,
         session_id: str,
+        protocol: int = 4,
+        keep: bool | None = None,
     ) -> tuple[Session, bool]:
         """The session of a new connection and whether it was present (CONNACK's flag):
-        a persistent session resumes; ``clean`` drops whatever was stored."""
+        a persistent session resumes; ``clean`` (MQTT 5: Clean Start) drops whatever was
+        stored. ``keep``: MQTT 5's Session Expiry Interval over 0, whether the session
+        outlives the connection (MQTT 3.1.1: not ``clean``). AWS: "a persistent session
+        cannot be resumed under the other version"; it is started anew."""
         session = self.sessions.get(client_id)
         present = False
         if session is not None:
-            if clean:
+            if clean or session.protocol != protocol:
                 self.drop(session)
                 session = None
             else:
@@ -190,7 +230,9 @@ class BrokerState:
         if session is None:
             session = Session(client_id, clean)
             self.sessions[client_id] = session
-        session.clean = clean
+        session.clean = clean if keep is None else not keep
+        session.protocol = protocol
+        session.aliases = {}
         session.owner = owner
         session.link = link
         session.identity = identity
@@ -202,6 +244,7 @@ class BrokerState:
         session.stored = len(session.queued)
         session.resend_waiting = False
         session.backlog = 0
+        session.max_inflight = self.quotas.max_inflight
         self.revision += 1
         return session, present
 
@@ -235,7 +278,7 @@ class BrokerState:
     def drop(self, session: Session) -> None:
         self.revision += 1
         for topic_filter in session.subscriptions:
-            self.subscriptions.remove(topic_filter, session.client_id)
+            self._remove(topic_filter, session.client_id)
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
@@ -252,60 +295,177 @@ class BrokerState:
         return version
 
     # -- subscriptions -----------------------------------------------------------------
-    def subscribe(self, session: Session, topic_filter: str, qos: int) -> None:
-        session.subscriptions[topic_filter] = qos
-        self.subscriptions.add(topic_filter, session.client_id, qos)
+    def subscribe(self, session: Session, topic_filter: str, options: int) -> None:
+        """``options``: the granted QoS, with MQTT 5's No Local and Retain As Published
+        bits (Retain Handling is the protocol's, at SUBSCRIBE). A ``$share/<group>/...``
+        filter joins its group."""
+        options &= QOS_MASK | NO_LOCAL | RETAIN_AS_PUBLISHED
+        session.subscriptions[topic_filter] = options
+        shared = shared_subscription(topic_filter)
+        if shared is None:
+            self.subscriptions.add(topic_filter, session.client_id, options)
+        else:
+            group = self._groups.get(topic_filter)
+            if group is None:
+                group = self._groups[topic_filter] = SharedGroup(shared[0])
+                self.shared.add(shared[1], topic_filter, group)
+            group.members[session.client_id] = options
         self.revision += 1
 
-    def unsubscribe(self, session: Session, topic_filter: str) -> None:
-        if session.subscriptions.pop(topic_filter, None) is not None:
-            self.subscriptions.remove(topic_filter, session.client_id)
-            self.revision += 1
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        """False: the session had no such subscription."""
+        if session.subscriptions.pop(topic_filter, None) is None:
+            return False
+        self._remove(topic_filter, session.client_id)
+        self.revision += 1
+        return True
+
+    def _remove(self, topic_filter: str, client_id: str) -> None:
+        group = self._groups.get(topic_filter)
+        if group is None:
+            self.subscriptions.remove(topic_filter, client_id)
+            return
+        group.members.pop(client_id, None)
+        if not group.members:
+            del self._groups[topic_filter]
+            shared = shared_subscription(topic_filter)
+            assert shared is not None
+            self.shared.remove(shared[1], topic_filter)
+
+    @property
+    def has_shared(self) -> bool:
+        return bool(self._groups)
 
     # -- retained messages -------------------------------------------------------------
     def retain(self, message: InboundMessage, now_ms: int) -> None:
         self.revision += 1
         if message.payload:
             self.retained[message.topic] = RetainedMessage(
-                message.topic, message.payload, message.qos, message.timestamp_ms or now_ms
+                message.topic,
+                message.payload,
+                message.qos,
+                message.timestamp_ms or now_ms,
+                message.properties,
             )
         else:
             # AWS: a 0-byte retained publish deletes the retained message; it is still
             # delivered to current subscribers, and not retained itself.
             self.retained.pop(message.topic, None)
 
-    def retained_for(self, session: Session, topic_filter: str, granted: int) -> bytes | None:
+    def retained_for(
+        self, session: Session, topic_filter: str, granted: int, now: int = 0
+    ) -> bytes | None:
         """The PUBLISH of the message retained on a new subscription's topic, if any. AWS:
         a retained message is sent on subscription only when the filter is the exact topic
-        (no wildcards); it arrives with the RETAIN flag set."""
+        (no wildcards; a shared subscription gets none); it arrives with the RETAIN flag
+        set. One whose MQTT 5 message expiry has passed is deleted instead."""
         if "+" in topic_filter or "#" in topic_filter:
             return None
         retained = self.retained.get(topic_filter)
         if retained is None or not self.may_receive(session, topic_filter):
             return None
-        topic = retained.topic.encode()
-        if min(granted, retained.qos):
+        props = retained.properties
+        if props is not None and props.expired(now):
+            del self.retained[topic_filter]
+            self.revision += 1
+            return None
+        if min(granted & QOS_MASK, retained.qos):
             packet_id = session.allocate_packet_id()
-            session.inflight[packet_id] = Outgoing(retained.topic, retained.payload, True)
-            return encode_publish(topic, retained.payload, 1, True, packet_id)
-        return encode_publish(topic, retained.payload, 0, True)
+            o = Outgoing(retained.topic, retained.payload, True, props)
+            session.inflight[packet_id] = o
+            return self._encode(session, o, 1, packet_id, False, now)
+        return self._encode(
+            session, Outgoing(retained.topic, retained.payload, True, props), 0, 0, False, now
+        )
+
+    def _encode(
+        self, session: Session, o: Outgoing, qos: int, packet_id: int, dup: bool, now: int
+    ) -> bytes | None:
+        """One client's PUBLISH of ``o``: MQTT 3.1.1's, or MQTT 5's with the message's
+        properties, what is left of its expiry and a topic alias when the client takes
+        them. None: too big for the client's Maximum Packet Size (MQTT 5: not sent)."""
+        topic = o.topic
+        if session.protocol != 5:
+            return encode_publish(topic.encode(), o.payload, qos, o.retain, packet_id, dup)
+        alias = 0
+        topic_bytes = topic.encode()
+        new_alias = False
+        if session.alias_max:
+            alias = session.aliases.get(topic, 0)
+            if alias:
+                topic_bytes = b""
+            elif len(session.aliases) < session.alias_max:
+                alias = session.aliases[topic] = len(session.aliases) + 1
+                new_alias = True
+        data = codec5.encode_publish(
+            topic_bytes,
+            o.payload,
+            qos,
+            o.retain,
+            packet_id,
+            dup,
+            codec5.publish_properties(o.properties, now, alias),
+        )
+        max_packet = session.max_packet
+        if max_packet is not None and len(data) > max_packet:
+            if new_alias:
+                del session.aliases[topic]
+            return None
+        return data
 
     # -- delivery ----------------------------------------------------------------------
     def deliver(
-        self, topic: str, payload: bytes, qos: int, matches: list[tuple[str, int]], now: int = 0
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        matches: list[tuple[str, int]],
+        now: int = 0,
+        message: InboundMessage | None = None,
     ) -> None:
-        """Write the message to every matching subscriber (``matches`` from the trie);
-        ``now`` (ms) only times the log lines of limits hit."""
-        # One delivery per client, at the highest QoS among its matching subscriptions.
+        """Write the message to every matching subscriber (``matches`` from the trie) and
+        to one member of each matching shared subscription group. ``now`` (ms) times the
+        log lines of limits hit and an MQTT 5 message's remaining expiry; ``message``, when
+        given, is the published message: its publisher (No Local), RETAIN flag (Retain As
+        Published) and MQTT 5 properties."""
+        props = None
+        publisher = None
+        retain = False
+        if message is not None:
+            props = message.properties
+            publisher = message.client_id
+            retain = message.retain
+            if props is not None and props.expired(now):
+                return
+        # One delivery per client, at the highest QoS among its matching subscriptions;
+        # MQTT 5 options (values over 3) are looked at only when a subscription has them.
         targets: dict[str, int] = {}
-        for client_id, sub_qos in matches:
-            granted = sub_qos if sub_qos < qos else qos
+        for client_id, sub in matches:
+            if sub > QOS_MASK:
+                if sub & NO_LOCAL and client_id == publisher:
+                    continue
+                granted = (sub & QOS_MASK if sub & QOS_MASK < qos else qos) | (
+                    sub & RETAIN_AS_PUBLISHED if retain else 0
+                )
+            else:
+                granted = sub if sub < qos else qos
             if targets.get(client_id, -1) < granted:
                 targets[client_id] = granted
+        if self._groups:
+            sessions = self.sessions
+            for _, group in self.shared.match(topic):
+                picked = group.pick(sessions)
+                if picked is None:
+                    continue
+                client_id, sub = picked
+                if sub & NO_LOCAL and client_id == publisher:
+                    continue
+                granted = sub & QOS_MASK if sub & QOS_MASK < qos else qos
+                if targets.get(client_id, -1) < granted:
+                    targets[client_id] = granted
         topic_bytes = topic.encode()
         qos0_bytes: bytes | None = None
         sessions = self.sessions
-        max_inflight = self._max_inflight
         buffer_cap = self._buffer_cap
         for client_id, granted in targets.items():
             session = sessions.get(client_id)
@@ -317,7 +477,7 @@ class BrokerState:
                 link = session.link
                 if link is None:
                     if granted and not session.clean:
-                        self._queue(session, Outgoing(topic, payload), now)
+                        self._queue(session, Outgoing(topic, payload, False, props), now)
                     continue
                 if not self.may_receive(session, topic):
                     continue
@@ -327,20 +487,51 @@ class BrokerState:
                 if behind > buffer_cap:
                     self._overflow(session, link, behind)
                     if granted and not session.clean:
-                        self._queue(session, Outgoing(topic, payload), now)
+                        self._queue(session, Outgoing(topic, payload, False, props), now)
                     continue
-                if granted == 0:
+                if session.protocol == 5 or granted > QOS_MASK:
+                    self._deliver5(session, link, topic, payload, granted, props, now)
+                elif granted == 0:
                     if qos0_bytes is None:
                         qos0_bytes = encode_publish(topic_bytes, payload, 0, False)
                     link.write(qos0_bytes)
-                elif len(session.inflight) < max_inflight and len(session.queued) <= session.stored:
+                elif (
+                    len(session.inflight) < session.max_inflight
+                    and len(session.queued) <= session.stored
+                ):
                     packet_id = session.allocate_packet_id()
-                    session.inflight[packet_id] = Outgoing(topic, payload)
+                    session.inflight[packet_id] = Outgoing(topic, payload, False, props)
                     link.write(encode_publish(topic_bytes, payload, 1, False, packet_id))
-                elif self._queue(session, Outgoing(topic, payload), now):
+                elif self._queue(session, Outgoing(topic, payload, False, props), now):
                     session.backlog += len(payload)
             except Exception:
                 log.exception("delivery on %r to client %r failed", topic, client_id)
+
+    def _deliver5(
+        self,
+        session: Session,
+        link: Outlet,
+        topic: str,
+        payload: bytes,
+        granted: int,
+        props: PublishProperties | None,
+        now: int,
+    ) -> None:
+        """One MQTT 5 client's copy (encoded for it: its topic aliases, Maximum Packet
+        Size and the RETAIN flag its Retain As Published option keeps)."""
+        o = Outgoing(topic, payload, bool(granted & RETAIN_AS_PUBLISHED), props)
+        if not granted & QOS_MASK:
+            data = self._encode(session, o, 0, 0, False, now)
+            if data is not None:
+                link.write(data)
+        elif len(session.inflight) < session.max_inflight and len(session.queued) <= session.stored:
+            packet_id = session.allocate_packet_id()
+            data = self._encode(session, o, 1, packet_id, False, now)
+            if data is not None:
+                session.inflight[packet_id] = o
+                link.write(data)
+        elif self._queue(session, o, now):
+            session.backlog += len(payload)
 
     def _queue(self, session: Session, message: Outgoing, now: int) -> bool:
         """Wait for a slot (or for the client to come back), up to ``max_queued``; AWS
@@ -377,22 +568,35 @@ class BrokerState:
             owner.overflowed(buffered)
         link.abort()
 
-    def _send_queued(self, session: Session) -> None:
-        """Fill free in-flight slots from the queue (no stored messages ahead of them)."""
+    def _send_queued(self, session: Session, now: int) -> None:
+        """Fill free in-flight slots from the queue (no stored messages ahead of them);
+        a message whose MQTT 5 expiry has passed is dropped."""
         link = session.link
         if link is None:
             return
         queued = session.queued
         inflight = session.inflight
-        max_inflight = self.quotas.max_inflight
+        max_inflight = session.max_inflight
         while queued and len(inflight) < max_inflight:
             o = queued.popleft()
             session.backlog -= len(o.payload)  # no stored message is left ahead of it
-            packet_id = session.allocate_packet_id()
-            inflight[packet_id] = o
-            link.write(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
+            self._send(session, link, o, now)
 
-    def resend_next(self, session: Session) -> bool:
+    def _send(self, session: Session, link: Outlet, o: Outgoing, now: int) -> bool:
+        """A QoS 1 message from the queue, unless it expired or is too big for the client."""
+        props = o.properties
+        if props is not None and props.expired(now):
+            return False
+        packet_id = session.allocate_packet_id()
+        data = self._encode(session, o, 1, packet_id, False, now)
+        if data is None:
+            return False
+        inflight = session.inflight
+        inflight[packet_id] = o
+        link.write(data)
+        return True
+
+    def resend_next(self, session: Session, now: int = 0) -> bool:
         """Send one stored message (the broker's timer calls this at the resend rate):
         first the unacknowledged ones again, with DUP, then those stored while away. True:
         call again; False: done, or waiting for a PUBACK to free a slot (``acknowledged``
@@ -406,27 +610,27 @@ class BrokerState:
             packet_id = redeliver.popleft()
             o = inflight.get(packet_id)
             if o is not None:  # not acknowledged in the meantime
-                link.write(
-                    encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id, True)
-                )
+                data = self._encode(session, o, 1, packet_id, True, now)
+                if data is None:
+                    del inflight[packet_id]
+                else:
+                    link.write(data)
                 return bool(redeliver) or session.stored > 0
         if session.stored <= 0:
-            self._send_queued(session)
+            self._send_queued(session, now)
             return False
-        if len(inflight) >= self.quotas.max_inflight:
+        if len(inflight) >= session.max_inflight:
             session.resend_waiting = True
             return False
         o = session.queued.popleft()
         session.stored -= 1
-        packet_id = session.allocate_packet_id()
-        inflight[packet_id] = o
-        link.write(encode_publish(o.topic.encode(), o.payload, 1, o.retain, packet_id))
+        self._send(session, link, o, now)
         if session.stored:
             return True
-        self._send_queued(session)  # what waited behind the stored messages
+        self._send_queued(session, now)  # what waited behind the stored messages
         return False
 
-    def acknowledged(self, session: Session, packet_id: int) -> bool:
+    def acknowledged(self, session: Session, packet_id: int, now: int = 0) -> bool:
         """A PUBACK. True: the resend of stored messages waited for this slot; the caller
         starts its timer again."""
         if session.inflight.pop(packet_id, None) is None or not session.queued:
@@ -436,5 +640,5 @@ class BrokerState:
                 session.resend_waiting = False
                 return True
             return False
-        self._send_queued(session)
+        self._send_queued(session, now)
         return False

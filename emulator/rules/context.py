@@ -10,7 +10,7 @@ from collections.abc import Callable
 from os import urandom as _urandom
 from typing import Any
 
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, PublishProperties
 from emulator.sql.context import MessageContext
 
 Json = Any
@@ -65,6 +65,7 @@ class MessageContexts:
         ctx.random = self.random
         ctx.external = None
         ctx.account_id = self.account_id
+        ctx.properties = msg.properties
         ctx._doc = document
         ctx._parsed = True
         return ctx
@@ -77,9 +78,11 @@ class MessageContexts:
         client_id: str | None = None,
         principal: str | None = None,
         source_ip: str | None = None,
+        properties: PublishProperties | None = None,
     ) -> MessageContext:
         """The context of a message given by hand (``rules eval`` and ``rules test``)."""
         return MessageContext(
+            properties=properties,
             topic=topic,
             payload=payload,
             client_id=client_id,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from emulator.messages import PublishProperties
 from emulator.sql.values import parse_json
 
 Json = Any
@@ -58,6 +59,7 @@ class MessageContext:
     random: Callable[[], float] | None = None
     external: ExternalCalls | None = None
     account_id: str = "123456789012"
+    properties: PublishProperties | None = None  # MQTT 5: get_mqtt_property() and co.
     _doc: Any = field(default=None, repr=False)
     _parsed: bool = field(default=False, repr=False)
 

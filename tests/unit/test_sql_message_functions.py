@@ -8,7 +8,8 @@ import itertools
 import re
 
 from emulator.sql.context import MessageContext
-from emulator.sql.functions.aws import Mqtt5Properties, mqtt_property, user_properties
+from emulator.messages import PublishProperties
+from emulator.sql.functions.aws import mqtt_property, user_properties
 from emulator.sql.statement import compile_statement
 from emulator.sql.values import UNDEFINED
 
@@ -51,11 +52,11 @@ def test_traceid_keeps_the_messages_own() -> None:
     assert out == {"t": "12345678-1234-1234-1234-123456789012"}
 
 
-PROPS = Mqtt5Properties(
-    format_indicator="UTF8_DATA",
+PROPS = PublishProperties(
+    payload_format=1,
     content_type="application/json",
     response_topic="reply/to",
-    correlation_data="Y29ycg==",
+    correlation_data=b"corr",
     user_properties=(
         ("some key", "some value"),
         ("other", "x"),
@@ -71,7 +72,7 @@ def test_mqtt_property_present_and_absent() -> None:
     assert mqtt_property(PROPS, "response_topic") == "reply/to"
     assert mqtt_property(PROPS, "correlation_data") == "Y29ycg=="
     assert mqtt_property(PROPS, "user_properties") is UNDEFINED
-    assert mqtt_property(Mqtt5Properties(), "format_indicator") == "UNSPECIFIED_BYTES"
+    assert mqtt_property(PublishProperties(), "format_indicator") == "UNSPECIFIED_BYTES"
 
 
 def test_user_properties_by_key_in_order_and_all_as_pairs() -> None:
@@ -84,4 +85,21 @@ def test_user_properties_by_key_in_order_and_all_as_pairs() -> None:
         {"other": "x"},
         {"some key": "value with duplicate key"},
     ]
-    assert user_properties(Mqtt5Properties()) is UNDEFINED
+    assert user_properties(PublishProperties()) is UNDEFINED
+
+
+def test_the_sql_reads_the_messages_own_properties() -> None:
+    """get_mqtt_property() and get_user_properties() in a statement read the properties the
+    message arrived with (the broker's MQTT 5 PUBLISH); without any, the defaults."""
+    statement = compile_statement(
+        "SELECT get_mqtt_property('content_type') AS ct, get_user_properties('some key') AS k, "
+        "get_mqtt_property('format_indicator') AS f FROM 't'"
+    )
+    ctx = _uuids()
+    ctx.properties = PROPS
+    assert statement.evaluate(ctx) == {
+        "ct": "application/json",
+        "k": ["some value", "value with duplicate key"],
+        "f": "UTF8_DATA",
+    }
+    assert statement.evaluate(_uuids()) == {"f": "UNSPECIFIED_BYTES"}

@@ -4,10 +4,11 @@ and the MQTT 5 property readers, ``get_mqtt_property()`` and ``get_user_properti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
 from decimal import Decimal
 from typing import Any, Final
 
+from emulator.messages import FORMAT_NAMES, PublishProperties
 from emulator.sql import ast
 from emulator.sql.context import Env
 from emulator.sql.errors import RuleEvaluationError
@@ -76,41 +77,34 @@ for _name, _min, _max, _since, _service in (
 
 
 # -- MQTT 5 properties ---------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Mqtt5Properties:
-    """The MQTT 5 properties of a PUBLISH that the SQL can read (aws-iot-current.md,
-    section 4). Values as the functions return them: correlation data in base64."""
-
-    format_indicator: str | None = None  # "UNSPECIFIED_BYTES" or "UTF8_DATA"
-    content_type: str | None = None
-    response_topic: str | None = None
-    correlation_data: str | None = None
-    user_properties: tuple[tuple[str, str], ...] = ()
+def _properties(env: Env) -> PublishProperties:
+    """The message's MQTT 5 properties (aws-iot-current.md, section 4); a message without
+    any reads as one with none set."""
+    return env.msg.properties or NO_PROPERTIES
 
 
-NO_PROPERTIES: Final = Mqtt5Properties()
+NO_PROPERTIES: Final = PublishProperties()
 
 
-def _properties(env: Env) -> Mqtt5Properties:
-    """The message's MQTT 5 properties. The broker speaks MQTT 3.1.1 only, so no message
-    has any: when MQTT 5 arrives, the message context carries the PUBLISH's properties
-    and this returns them; the two functions below stay as they are."""
-    return NO_PROPERTIES
-
-
-def mqtt_property(props: Mqtt5Properties, name: Any) -> Any:
+def mqtt_property(props: PublishProperties, name: Any) -> Any:
     """``get_mqtt_property(name)``: an absent payload format indicator reads as
-    "UNSPECIFIED_BYTES" (the MQTT 5 default); other absent properties and unknown names
-    are Undefined."""
+    "UNSPECIFIED_BYTES" (the MQTT 5 default); correlation data is base64; other absent
+    properties and unknown names are Undefined."""
     if name == "format_indicator":
-        return props.format_indicator or "UNSPECIFIED_BYTES"
-    if name in ("content_type", "response_topic", "correlation_data"):
-        value = getattr(props, name)
-        return UNDEFINED if value is None else value
-    return UNDEFINED
+        return FORMAT_NAMES[props.payload_format]
+    if name == "content_type":
+        value: Any = props.content_type
+    elif name == "response_topic":
+        value = props.response_topic
+    elif name == "correlation_data":
+        data = props.correlation_data
+        value = None if data is None else base64.b64encode(data).decode()
+    else:
+        return UNDEFINED
+    return UNDEFINED if value is None else value
 
 
-def user_properties(props: Mqtt5Properties, *key: Any) -> Any:
+def user_properties(props: PublishProperties, *key: Any) -> Any:
     """``get_user_properties([key])``: with a key, every value of that key in order;
     without, every pair as a one-pair object. No match (or no user properties at all) is
     Undefined, like a missing key (differences.md)."""
