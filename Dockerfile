@@ -3,8 +3,12 @@
 # The Python of the image is the one requirements.lock is resolved for first (3.11).
 FROM python:3.11.14-slim-bookworm
 
+# nodejs runs the page's mqtt.js and the Node.js functions; the build tools are for AWS's
+# Node.js runtime interface client (npm aws-lambda-ric), whose install builds curl,
+# aws-lambda-cpp and its native addon from the sources it ships.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm curl \
+    cmake make g++ autoconf automake libtool \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

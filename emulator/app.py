@@ -194,7 +194,10 @@ class Emulator:
         return {**self.backends.endpoints, "iot-data": http, "lambda": http, "iot": http}
 
     def load_project(self) -> Project:
-        return load_project(self.config.rules, self.config.region, self.config.account_id)
+        config = self.config
+        return load_project(
+            config.rules, config.region, config.account_id, config.parameter_overrides
+        )
 
     async def start(self) -> None:
         """Services -> functions -> rules -> broker -> HTTP (see the module docstring)."""
@@ -203,7 +206,8 @@ class Emulator:
         self._stoppers.append(("control plane", self.controlplane.stop))
         self.project = await asyncio.to_thread(self.load_project)
         for diagnostic in self.project.diagnostics:
-            log.error("%s", diagnostic)
+            level = logging.WARNING if diagnostic.severity == "warning" else logging.ERROR
+            log.log(level, "%s", diagnostic)
         needs_services = bool(
             self.project.tables
             or self.project.streams

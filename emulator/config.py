@@ -51,6 +51,8 @@ class Config:
     mqtt_tls_port: int = MQTT_TLS_PORT
     https_port: int = HTTPS_PORT
     rules: tuple[Path, ...] = (REPO_ROOT / "rules",)
+    # Template parameters, as `sam --parameter-overrides` takes them: "Name=Value" tokens
+    parameter_overrides: tuple[str, ...] = ()
     static_dir: Path = STATIC_DIR
     node_modules: Path = REPO_ROOT / "node_modules"
     backend: str = "auto"  # auto | moto | local | external
@@ -177,6 +179,9 @@ def _coerce(name: str, value: Any, source: str, base: Path) -> Any:
             if not isinstance(value, dict):
                 value = dict(pair.strip().split("=", 1) for pair in str(value).split(",") if pair)
             return tuple((str(k), str(u)) for k, u in dict(value).items())
+        if name == "parameter_overrides":  # a list, or one "A=1 B=2" string
+            items = value if isinstance(value, list | tuple) else [value]
+            return tuple(str(v) for v in items if str(v).strip())
         if name == "credentials":
             return tuple((str(k), str(s)) for k, s in (dict(value).items()))
         return value if value is None else str(value)

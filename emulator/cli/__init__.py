@@ -45,6 +45,13 @@ def _add_up(sub: Any) -> None:
         action="append",
         help="rule file, CloudFormation/SAM template or folder (repeatable; default rules/)",
     )
+    p.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        metavar="NAME=VALUE",
+        help="template parameters, as sam takes them (Name=Value, space-separated)",
+    )
     p.add_argument("--backend", choices=["auto", "moto", "local", "external"])
     p.add_argument(
         "--policy", dest="policies", action="append", help="IoT policy document (repeatable)"

@@ -57,6 +57,14 @@ def add_parser(sub: Any) -> None:
     )
     check.add_argument("paths", nargs="+")
     check.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameters, as sam and up take them (Name=Value, space-separated)",
+    )
+    check.add_argument(
         "--together",
         action="store_true",
         help="check all paths as one deployment (as up --rules loads them)",
@@ -149,7 +157,9 @@ def run_check(args: argparse.Namespace) -> int:
     groups = [names] if args.together else [[name] for name in names]
     failed = False
     for group in groups:
-        project = load_project([Path(name) for name in group])
+        project = load_project(
+            [Path(name) for name in group], parameter_overrides=args.parameter_overrides
+        )
         for diagnostic in project.diagnostics:
             print(diagnostic)
         errors = len(project.errors)

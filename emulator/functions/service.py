@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,8 +35,16 @@ from typing import Any, NamedTuple
 from emulator.arns import function_name_of
 from emulator.config import Config
 from emulator.fairqueue import FairQueue
+from emulator.functions.runtimes import (
+    InstalledNode,
+    RuntimeUnavailable,
+    describe_node,
+    find_node,
+    launch,
+)
 from emulator.functions.workers import InvokeResult, Worker, error_body
 from emulator.project.model import FunctionSpec
+from emulator.project.runtimes import RuntimeKind, runtime_kind
 from emulator.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -53,10 +62,16 @@ WAITING = 10_000
 EVENT_RETRY_DELAYS = (1.0, 2.0)
 
 
+# The files whose change means new code: Python's and Node.js's sources and their data.
+CODE_SUFFIXES = frozenset({".py", ".json", ".txt", ".js", ".mjs", ".cjs"})
+
+
 def code_stamp(path: Path) -> float:
+    """The latest change of the function's code; a folder's node_modules counts too, as
+    AWS deploys it with the code (``__pycache__`` is the interpreter's, not the code)."""
     latest = 0.0
     for file in path.rglob("*"):
-        if file.suffix in (".py", ".json", ".txt") and "__pycache__" not in file.parts:
+        if file.suffix in CODE_SUFFIXES and "__pycache__" not in file.parts:
             with contextlib.suppress(OSError):
                 latest = max(latest, file.stat().st_mtime_ns)
     return latest
@@ -82,6 +97,10 @@ class FunctionPool:
         self.spec = spec
         self.env = env
         self.arn = arn
+        # The worker's command (runtimes.py), set with ``env`` when first invoked; or why
+        # the function's runtime cannot run here (every invocation then fails, saying so).
+        self.command: tuple[str, ...] = ()
+        self.unavailable: str | None = None
         self.concurrency = max(1, concurrency)
         self.generation = 0
         self.idle: list[Worker] = []
@@ -177,6 +196,13 @@ class FunctionPool:
         if not await self._take_slot(source):
             message = f"Rate Exceeded: too many invocations of {self.spec.name} waiting"
             return InvokeResult(429, error_body(message, "TooManyRequestsException"), None, "")
+        if self.unavailable is not None:
+            self._give_slot()
+            self.invocations += 1
+            self.errors += 1
+            log.error("%s", self.unavailable)
+            body = error_body(self.unavailable, "Runtime.Unavailable")
+            return InvokeResult(200, body, "Unhandled", str(uuid.uuid4()))
         try:
             worker = await self._worker()
             self.invocations += 1
@@ -226,7 +252,7 @@ class FunctionPool:
                 worker.busy = True
                 return worker
             await self._retire(worker)
-        worker = Worker(self.spec, self.env, self.generation)
+        worker = Worker(self.spec, self.env, self.generation, self.command)
         self.all.add(worker)
         worker.busy = True
         try:
@@ -303,6 +329,8 @@ class FunctionService:
         # the emulator's APIs require SigV4, so the workers get a key it accepts.
         self.worker_credentials = worker_credentials
         self.pools: dict[str, FunctionPool] = {}
+        self._node: InstalledNode | None = None  # found when the first Node.js function loads
+        self._node_looked_up = False
         self._tasks: list[asyncio.Task[None]] = []
         self._stamps: dict[str, float] = {}
 
@@ -338,7 +366,6 @@ class FunctionService:
                 "AWS_SESSION_TOKEN": "local",
                 "_HANDLER": spec.handler,
                 "LAMBDA_TASK_ROOT": str(spec.code_path),
-                "PYTHONPATH": str(spec.code_path),
                 "TZ": ":UTC",
                 "AWS_ENDPOINT_URL_DYNAMODB": ep.get("dynamodb", ""),
                 "AWS_ENDPOINT_URL_KINESIS": ep.get("kinesis", ""),
@@ -372,12 +399,32 @@ class FunctionService:
                     config.lambda_concurrency,
                     config.event_queue_per_client,
                 )
+                await self._check_runtime(self.pools[name])
                 self._stamps[name] = await asyncio.to_thread(code_stamp, spec.code_path)
+
+    async def _check_runtime(self, pool: FunctionPool) -> None:
+        """Find the function's runtime client now, so a missing one is an error at start-up
+        (and a Node.js function's version is said once), not at its first invocation."""
+        spec = pool.spec
+        if runtime_kind(spec.runtime) is RuntimeKind.NODEJS and not self._node_looked_up:
+            self._node = await asyncio.to_thread(find_node)
+            self._node_looked_up = True
+        try:
+            pool.command = launch(spec, self.config.node_modules, self._node).command
+        except RuntimeUnavailable as exc:
+            pool.unavailable = str(exc)
+            log.error("%s", exc)
+            return
+        if self._node is not None and (note := describe_node(spec, self._node)):
+            log.warning("%s", note)
 
     def _pool(self, name_or_arn: str) -> FunctionPool | None:
         pool = self.pools.get(function_name_of(name_or_arn))
         if pool is not None and not pool.env:
-            pool.env = self._env(pool.spec)
+            env = self._env(pool.spec)
+            with contextlib.suppress(RuntimeUnavailable):  # said at start-up and per invocation
+                env.update(launch(pool.spec, self.config.node_modules, self._node).env)
+            pool.env = env
         return pool
 
     async def invoke(

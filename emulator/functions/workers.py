@@ -1,5 +1,6 @@
-"""Lambda workers: real processes running the official runtime interface client
-(``python -m awslambdaric <handler>``), each talking to its own Runtime API endpoint.
+"""Lambda workers: real processes running AWS's runtime interface client for the function's
+runtime (``python -m awslambdaric <handler>``, or npm ``aws-lambda-ric`` under Node.js:
+runtimes.py), each talking to its own Runtime API endpoint.
 
 Theory of operation
 -------------------
@@ -20,6 +21,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +58,17 @@ class _Invocation:
 
 
 class Worker:
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], generation: int) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        generation: int,
+        command: Sequence[str] = (),
+    ) -> None:
         self.spec = spec
         self.env = env
+        # The runtime interface client to start (runtimes.py); Python's by default.
+        self.command = tuple(command) or (sys.executable, "-m", "awslambdaric", spec.handler)
         self.generation = generation
         self.proc: asyncio.subprocess.Process | None = None
         self._runner: web.AppRunner | None = None
@@ -99,10 +109,7 @@ class Worker:
         self._init_error = asyncio.get_running_loop().create_future()
         env = {**self.env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}"}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "awslambdaric",
-            self.spec.handler,
+            *self.command,
             cwd=str(self.spec.code_path),
             env=env,
             stdout=asyncio.subprocess.PIPE,

@@ -2,12 +2,18 @@
 
 Intrinsic functions resolve to *local* names: ``!Ref`` of a function, table or stream gives
 its name, ``!GetAtt X.Arn`` an ARN built from that name in the configured region and
-account, so a rule's ``FunctionArn`` lands on the local function.
+account, so a rule's ``FunctionArn`` lands on the local function. ``!Ref`` of a parameter
+gives its ``--parameter-overrides`` value, else its ``Default`` (parameters.py); one with
+neither is an error at its declaration, and so is every resource that needs it, as
+CloudFormation refuses such a stack. SAM's ``Globals.Function`` applies to
+``AWS::Serverless::Function`` resources, merged as SAM merges it: a function's own
+property wins, mappings (``Environment.Variables``) are merged key by key.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ from emulator.project.model import (
     StreamSpec,
     TableSpec,
 )
+from emulator.project.parameters import parameter_value
 from emulator.project.topic_rules import add_rule
 from emulator.project.yamlpos import PosStr, position_of
 
@@ -32,15 +39,26 @@ class Unresolved(Exception):
 
 
 class Template:
-    def __init__(self, file: Path, data: dict[str, Any], region: str, account: str) -> None:
+    def __init__(
+        self,
+        file: Path,
+        data: dict[str, Any],
+        region: str,
+        account: str,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
         self.file = file
         self.data = data
         self.region = region
         self.account = account
         self.resources: dict[str, Any] = dict(data.get("Resources") or {})
-        self.parameters = {
-            k: (v or {}).get("Default") for k, v in dict(data.get("Parameters") or {}).items()
+        self.declared_parameters: dict[str, Any] = dict(data.get("Parameters") or {})
+        values = {
+            name: parameter_value(str(name), decl, overrides or {})
+            for name, decl in self.declared_parameters.items()
         }
+        self.parameters = {k: v.value for k, v in values.items() if v.problem is None}
+        self.parameter_problems = {k: v.problem for k, v in values.items() if v.problem}
         self.pseudo = {
             "AWS::Region": region,
             "AWS::AccountId": account,
@@ -145,6 +163,8 @@ class Template:
             return self.pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        if name in self.parameter_problems:
+            raise Unresolved(f"parameter '{name}' has no value (see its declaration)")
         if name in self.resources:
             return self.local_name(name)
         raise Unresolved(f"!Ref to unknown resource or parameter '{name}'")
@@ -198,10 +218,28 @@ def _camel_action(action: Any) -> Any:
     return out
 
 
+def merge_globals(globals_: Any, props: Any) -> Any:
+    """SAM's Globals merge: the resource's value wins; two mappings merge key by key."""
+    if isinstance(globals_, dict) and isinstance(props, dict):
+        merged = dict(globals_)
+        for key, value in props.items():
+            merged[key] = merge_globals(globals_.get(key), value) if key in globals_ else value
+        return merged
+    return props
+
+
 def load_template(
-    file: Path, data: dict[str, Any], out: Collector, region: str, account: str
-) -> None:
-    t = Template(file, data, region, account)
+    file: Path,
+    data: dict[str, Any],
+    out: Collector,
+    region: str,
+    account: str,
+    overrides: Mapping[str, str] | None = None,
+) -> set[str]:
+    """Load one template's resources into ``out``; the names of its parameters."""
+    t = Template(file, data, region, account, overrides)
+    for name, problem in t.parameter_problems.items():
+        out.error(file, t.declared_parameters[name], problem)
     globals_fn = dict((data.get("Globals") or {}).get("Function") or {})
     for logical_id, res in t.resources.items():
         if not isinstance(res, dict):
@@ -212,8 +250,10 @@ def load_template(
         try:
             if kind == "AWS::IoT::TopicRule":
                 _rule(t, out, logical_id, res, props)
-            elif kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
-                _function(t, out, logical_id, res, {**globals_fn, **props}, kind)
+            elif kind == "AWS::Serverless::Function":
+                _function(t, out, logical_id, res, merge_globals(globals_fn, props), kind)
+            elif kind == "AWS::Lambda::Function":
+                _function(t, out, logical_id, res, dict(props), kind)
             elif kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
                 _table(t, out, logical_id, res, props, kind)
             elif kind == "AWS::Kinesis::Stream":
@@ -238,6 +278,7 @@ def load_template(
             out.error(file, res, f"resource '{logical_id}': {exc}")
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             out.error(file, res, f"resource '{logical_id}': cannot read {kind}: {exc!r}")
+    return {str(name) for name in t.declared_parameters}
 
 
 def _rule(t: Template, out: Collector, logical_id: str, res: Any, props: dict[str, Any]) -> None:
@@ -316,6 +357,9 @@ def _function_code(
         out.error(t.file, res, f"function '{name}': code folder {code_path} does not exist")
         return
     env = ((t.resolve(props.get("Environment")) or {}).get("Variables")) or {}
+    if not isinstance(env, dict):
+        out.error(t.file, res, f"function '{name}': Environment.Variables must be a mapping")
+        return
     out.functions.append(
         FunctionSpec(
             name=name,
@@ -324,10 +368,17 @@ def _function_code(
             runtime=runtime,
             timeout=float(t.resolve(props.get("Timeout", 3))),
             memory_mb=int(t.resolve(props.get("MemorySize", 128))),
-            environment={str(k): str(v) for k, v in dict(env).items()},
+            environment={str(k): _env_text(v) for k, v in env.items() if v is not None},
             source=source_of(t.file, res),
         )
     )
+
+
+def _env_text(value: Any) -> str:
+    """An environment variable's value as Lambda stores it: text (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _stream_name(t: Template, arn: Any) -> str:

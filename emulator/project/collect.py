@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,12 @@ from emulator.project.model import (
     SourceRef,
     StreamSpec,
     TableSpec,
+)
+from emulator.project.runtimes import (
+    OLDEST_CURRENT_NODE,
+    SUPPORTED_RUNTIMES,
+    retired_node,
+    runtime_kind,
 )
 from emulator.project.yamlpos import position_of
 
@@ -57,27 +62,36 @@ class Collector:
         )
 
 
-# The runtimes whose code the emulator can run: its workers start the Python runtime interface
-# client (functions/workers.py). Node.js, Java, Go, .NET, Ruby and custom runtimes are not.
-SUPPORTED_RUNTIMES = "python3.x (e.g. python3.12)"
-_PYTHON_RUNTIME = re.compile(r"python3\.\d+\Z")
-
-
 def supported_runtime(
     file: Path, out: Collector, name: str, runtime: str, where: Any, node: Any
 ) -> bool:
-    """Whether the emulator can run ``runtime``; if not, an error naming the function, its
-    runtime and the supported ones, at ``where`` (the Runtime value) or else ``node``."""
+    """Whether the emulator can run ``runtime`` (project/runtimes.py); if not, an error naming
+    the function, its runtime and the supported ones, at ``where`` (the Runtime value) or
+    else ``node``. A retired Node.js name loads, with a warning there."""
     out.declared_functions.add(name)
-    if _PYTHON_RUNTIME.match(runtime):
-        return True
-    out.error(
-        file,
-        where if position_of(where) != (0, 0) else node,
-        f"function '{name}': runtime '{runtime}' cannot run in the emulator "
-        f"(supported: {SUPPORTED_RUNTIMES}); the function is not loaded",
-    )
-    return False
+    at = where if position_of(where) != (0, 0) else node
+    if runtime_kind(runtime) is None:
+        out.error(
+            file,
+            at,
+            f"function '{name}': runtime '{runtime}' cannot run in the emulator "
+            f"(supported: {SUPPORTED_RUNTIMES}); the function is not loaded",
+        )
+        return False
+    if retired_node(runtime):
+        line, column = position_of(at, (1, 1))
+        out.diagnostics.append(
+            Diagnostic(
+                file,
+                line,
+                column,
+                f"warning: function '{name}': runtime '{runtime}' is retired on AWS; it runs "
+                f"on the installed Node.js (nodejs{OLDEST_CURRENT_NODE}.x and later run as "
+                "they are)",
+                "warning",
+            )
+        )
+    return True
 
 
 def source_of(file: Path, node: Any) -> SourceRef:

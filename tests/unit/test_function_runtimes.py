@@ -1,8 +1,8 @@
-"""A function whose runtime the emulator cannot run (Node.js, Java, Go, custom) is an error
-at load naming the function, its runtime, where it is written and the runtimes that run,
-and is not loaded (issue 13: ``up`` ran a nodejs6.10 handler under the Python runtime
+"""A function whose runtime the emulator cannot run (Java, .NET, Ruby, Go, custom) is an
+error at load naming the function, its runtime, where it is written and the runtimes that
+run, and is not loaded (issue 13: ``up`` ran a nodejs6.10 handler under the Python runtime
 client, "No module named 'index'"). Its rules still load: they fail as for a missing
-function."""
+function. Node.js functions load (issue 16); a retired Node.js name with a warning there."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from emulator.project.loader import load_project
 from emulator.project.model import Project
 
-UNSUPPORTED = ("nodejs6.10", "nodejs20.x", "java17", "go1.x", "provided.al2", "python2.7")
+UNSUPPORTED = ("java17", "dotnet8", "ruby3.3", "go1.x", "provided.al2", "python2.7")
 
 
 def _template(runtime_line: str, globals_runtime: str = "python3.11") -> str:
@@ -72,7 +72,8 @@ def _load(tmp_path: Path, text: str) -> tuple[Path, list[str], Project]:
 def _message(runtime: str) -> str:
     return (
         f"function 'greeter': runtime '{runtime}' cannot run in the emulator "
-        "(supported: python3.x (e.g. python3.12)); the function is not loaded"
+        "(supported: python3.x (e.g. python3.12), nodejs18.x and later (e.g. nodejs22.x)); "
+        "the function is not loaded"
     )
 
 
@@ -88,8 +89,8 @@ def test_a_template_function_of_another_runtime_is_an_error_at_its_runtime(
 
 
 def test_a_runtime_from_globals_is_reported_in_globals(tmp_path: Path) -> None:
-    file, errors, _ = _load(tmp_path, _template("", globals_runtime="nodejs20.x"))
-    assert errors == [f"{file}:4:14: {_message('nodejs20.x')}"]
+    file, errors, _ = _load(tmp_path, _template("", globals_runtime="ruby3.3"))
+    assert errors == [f"{file}:4:14: {_message('ruby3.3')}"]
 
 
 @pytest.mark.parametrize("runtime", UNSUPPORTED)
@@ -106,4 +107,27 @@ def test_a_native_function_of_another_runtime_is_an_error_at_its_runtime(
 def test_python_3_runtimes_load(tmp_path: Path, runtime: str) -> None:
     _, errors, project = _load(tmp_path, _native(runtime))
     assert errors == []
+    assert [f.runtime for f in project.functions] == [runtime]
+
+
+@pytest.mark.parametrize("runtime", ["nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x"])
+def test_node_runtimes_load_as_they_are(tmp_path: Path, runtime: str) -> None:
+    file, errors, project = _load(tmp_path, _template(f"      Runtime: {runtime}\n"))
+    assert project.diagnostics == ()
+    assert [(f.name, f.runtime, f.handler) for f in project.functions] == [
+        ("greeter", runtime, "index.handler")
+    ]
+
+
+@pytest.mark.parametrize("runtime", ["nodejs", "nodejs4.3", "nodejs6.10", "nodejs16.x"])
+def test_a_retired_node_runtime_loads_with_a_warning_at_its_runtime(
+    tmp_path: Path, runtime: str
+) -> None:
+    file, errors, project = _load(tmp_path, _native(runtime))
+    assert errors == []
+    assert [str(d) for d in project.diagnostics] == [
+        f"{file}:5:14: warning: function 'greeter': runtime '{runtime}' is retired on AWS; "
+        "it runs on the installed Node.js (nodejs18.x and later run as they are)"
+    ]
+    assert [d.severity for d in project.diagnostics] == ["warning"]
     assert [f.runtime for f in project.functions] == [runtime]
