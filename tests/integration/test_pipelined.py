@@ -49,6 +49,31 @@ async def test_publish_behind_connect_in_one_send(
         await raw.close()
 
 
+async def test_packets_behind_connect_are_handled_in_order(
+    emulator: Emulator, transport: str
+) -> None:
+    """SUBSCRIBE then PUBLISH to that filter, behind CONNECT in the same send: the
+    subscription exists when the PUBLISH is handled, so the client gets its own message."""
+    raw = await RawConnection.open(emulator, transport)
+    try:
+        await raw.send(
+            connect_packet("pipe-order")
+            + subscribe_packet("pipe/order", 1, packet_id=3)
+            + publish_packet("pipe/order", b"mine", 1, 4)
+        )
+        connack = await raw.next_frame()
+        assert connack.type == codec.CONNACK and connack.body[1] == 0
+        suback = await raw.next_frame()
+        assert suback.type == codec.SUBACK and suback.body == b"\x00\x03\x01"
+        rest = [await raw.next_frame(), await raw.next_frame()]
+        puback = next(f for f in rest if f.type == codec.PUBACK)
+        assert codec.decode_packet_id(puback) == 4
+        delivered = codec.decode_publish(next(f for f in rest if f.type == codec.PUBLISH))
+        assert (delivered.topic, delivered.payload) == ("pipe/order", b"mine")
+    finally:
+        await raw.close()
+
+
 async def test_packets_behind_a_refused_connect_are_discarded(
     emulator: Emulator, transport: str, make_client: ClientFactory
 ) -> None:
