@@ -28,7 +28,7 @@ from emulator.dataplane.exceptions import (
     ResourceNotFound,
 )
 from emulator.limits import PublishCheck, Refusal, Refused
-from emulator.messages import InboundMessage, IngestMessage
+from emulator.messages import FORMAT_NAMES, InboundMessage, IngestMessage, PublishProperties
 
 # AWS: ListRetainedMessages takes maxResults from 1 to 200 (botocore's MaxResults shape).
 MAX_RESULTS = 200
@@ -51,6 +51,8 @@ class Retained(Protocol):
     def qos(self) -> int: ...
     @property
     def last_modified_ms(self) -> int: ...
+    @property
+    def properties(self) -> PublishProperties | None: ...
 
 
 class Broker(Protocol):
@@ -60,6 +62,51 @@ class Broker(Protocol):
     def ingest(self, message: IngestMessage) -> None: ...
     def get_retained(self, topic: str) -> Retained | None: ...
     def list_retained(self) -> Sequence[Retained]: ...
+
+
+MAX_MESSAGE_EXPIRY = 604_800  # seconds (AWS's "Max message expiry interval")
+
+
+@dataclass(frozen=True, slots=True)
+class Mqtt5Headers:
+    """The MQTT 5 properties a ``Publish`` request gives, as parsed from its headers and
+    query (API_iotdata_Publish): user properties in order, the payload format indicator as
+    AWS names it, correlation data decoded from base64, the expiry in seconds."""
+
+    user_properties: tuple[tuple[str, str], ...] = ()
+    payload_format: str | None = None
+    content_type: str | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    message_expiry: int | None = None
+
+    def properties(self, now_ms: int) -> PublishProperties | None:
+        if self == NO_HEADERS:
+            return None
+        fmt = self.payload_format
+        if fmt is not None and fmt not in FORMAT_NAMES:
+            raise InvalidRequest(
+                f"payloadFormatIndicator must be {' or '.join(FORMAT_NAMES)}, not {fmt!r}"
+            )
+        expires_at = None
+        if self.message_expiry is not None:
+            if self.message_expiry < 0:
+                raise InvalidRequest("messageExpiry must not be negative")
+            expires_at = now_ms + 1000 * min(max(self.message_expiry, 1), MAX_MESSAGE_EXPIRY)
+        response = self.response_topic
+        if response is not None and ("+" in response or "#" in response):
+            raise InvalidRequest("responseTopic may not contain wildcards")
+        return PublishProperties(
+            FORMAT_NAMES.index(fmt) if fmt is not None else 0,
+            expires_at,
+            self.content_type,
+            response,
+            self.correlation_data,
+            self.user_properties,
+        )
+
+
+NO_HEADERS = Mqtt5Headers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +134,7 @@ class DataPlane:
         qos: int = 0,
         retain: bool = False,
         source_ip: str | None = None,
+        headers: Mqtt5Headers = NO_HEADERS,
     ) -> None:
         """``Publish``: the message reaches subscribers and the rules like an MQTT PUBLISH
         without a client ID. AWS IoT supports QoS 0 and 1 only. ``source_ip`` is the HTTP
@@ -97,14 +145,17 @@ class DataPlane:
         checked = self._check.client_publish(topic, len(payload))
         if isinstance(checked, Refused):
             raise _REFUSALS[checked.reason](checked.message)
+        now = self._now_ms()
+        properties = headers.properties(now)
         if checked is not None:
             self._broker.ingest(
                 IngestMessage(
                     topic=checked.topic,
                     payload=payload,
                     qos=qos,
-                    timestamp_ms=self._now_ms(),
+                    timestamp_ms=now,
                     source_ip=source_ip,
+                    properties=properties,
                     rule=checked.rule,
                 )
             )
@@ -115,8 +166,9 @@ class DataPlane:
                 payload=payload,
                 qos=qos,
                 retain=retain,
-                timestamp_ms=self._now_ms(),
+                timestamp_ms=now,
                 source_ip=source_ip,
+                properties=properties,
             )
         )
 

@@ -404,3 +404,38 @@ def test_a_rule_reads_user_properties_and_republishes_with_headers(clients: Any)
     assert m.properties.CorrelationData == b"c-42"
     assert m.properties.UserProperty == [("from-rule", "red")]
     assert 118 <= m.properties.MessageExpiryInterval <= 120
+
+
+def test_data_plane_publish_with_mqtt5_properties(iot: EmulatorHandle, clients: Any) -> None:
+    """boto3's iot-data Publish with the MQTT 5 headers and query parameters
+    (API_iotdata_Publish): an MQTT 5 subscriber gets them as properties, and
+    GetRetainedMessage gives the user properties back."""
+    receiver = clients()
+    receiver.connack()
+    receiver.subscribe("api/props")
+    data = iot.boto3_client("iot-data")
+    data.publish(
+        topic="api/props",
+        qos=1,
+        retain=True,
+        payload=b'{"on": true}',
+        userProperties=[{"deviceName": "alpha"}, {"deviceCnt": "45"}],  # a jsonvalue header
+        payloadFormatIndicator="UTF8_DATA",
+        contentType="application/json",
+        responseTopic="api/reply",
+        correlationData="Y29ycg==",
+        messageExpiry=300,
+    )
+    p = receiver.next().properties
+    assert p.UserProperty == [("deviceName", "alpha"), ("deviceCnt", "45")]
+    assert (p.PayloadFormatIndicator, p.ContentType, p.ResponseTopic) == (
+        1,
+        "application/json",
+        "api/reply",
+    )
+    assert p.CorrelationData == b"corr"
+    assert 298 <= p.MessageExpiryInterval <= 300
+    retained = data.get_retained_message(topic="api/props")
+    assert json.loads(retained["userProperties"]) == [{"deviceName": "alpha"}, {"deviceCnt": "45"}]
+    with pytest.raises(data.exceptions.InvalidRequestException, match="correlation"):
+        data.publish(topic="api/props", payload=b"x", correlationData="not base64!")
