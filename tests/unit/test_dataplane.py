@@ -27,7 +27,7 @@ from emulator.dataplane.responses import (
     retained_page_body,
 )
 from emulator.limits import MAX_PAYLOAD, PublishCheck
-from emulator.messages import InboundMessage, IngestMessage
+from emulator.messages import InboundMessage, IngestMessage, PublishProperties
 
 NOW = 1_700_000_000_123
 
@@ -38,6 +38,7 @@ class Kept:
     payload: bytes
     qos: int
     last_modified_ms: int
+    properties: PublishProperties | None = None
 
 
 class Store:
