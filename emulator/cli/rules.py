@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from emulator.awserrors import AwsError
 from emulator.config import REPO_ROOT
+from emulator.dataplane.models import Mqtt5Headers
+from emulator.messages import FORMAT_NAMES, PublishProperties
 from emulator.project.loader import load_project
 from emulator.rules.context import MessageContexts
 from emulator.rules.dryrun import dry_run
@@ -29,7 +33,7 @@ def add_parser(sub: Any) -> None:
         "--jsonl",
         action="store_true",
         required=True,
-        help='input lines: {"sql", "topic", "payload"|"payload_text"|"payload_b64", "client_id"?, "principal"?, "source_ip"?, "timestamp"?, "sql_version"?}',
+        help='input lines: {"sql", "topic", "payload"|"payload_text"|"payload_b64", "client_id"?, "principal"?, "source_ip"?, "timestamp"?, "sql_version"?, and MQTT 5 properties: "user_properties"? ([{"key": "value"}, ...]), "content_type"?, "response_topic"?, "correlation_data"? (base64), "payload_format_indicator"? (UNSPECIFIED_BYTES|UTF8_DATA), "message_expiry"? (s)}',
     )
     ev.set_defaults(handler=lambda args: run_eval(sys.stdin, sys.stdout))
 
@@ -44,6 +48,20 @@ def add_parser(sub: Any) -> None:
     test.add_argument("--topic", required=True)
     test.add_argument("--payload", required=True, help="the message payload (text; JSON usually)")
     test.add_argument("--client-id")
+    test.add_argument(
+        "--user-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an MQTT 5 user property of the message (repeatable, in order)",
+    )
+    test.add_argument("--content-type", help="MQTT 5 content type")
+    test.add_argument("--response-topic", help="MQTT 5 response topic")
+    test.add_argument("--correlation-data", help="MQTT 5 correlation data, in base64")
+    test.add_argument(
+        "--payload-format-indicator", choices=FORMAT_NAMES, help="MQTT 5 payload format"
+    )
+    test.add_argument("--message-expiry", type=int, help="MQTT 5 message expiry (seconds)")
     test.add_argument("--json", action="store_true", help="print JSON instead of text")
     test.set_defaults(handler=run_test)
 
@@ -72,6 +90,41 @@ def add_parser(sub: Any) -> None:
     check.set_defaults(handler=run_check)
 
 
+def mqtt5_properties(
+    now: int,
+    user_properties: list[tuple[str, str]],
+    content_type: str | None = None,
+    response_topic: str | None = None,
+    correlation_data: str | None = None,
+    payload_format_indicator: str | None = None,
+    message_expiry: int | None = None,
+) -> PublishProperties | None:
+    """A test message's MQTT 5 properties, given as AWS's data-plane Publish names them
+    (correlation data in base64), checked by the same code as that API's."""
+    try:
+        correlation = (
+            None if correlation_data is None else base64.b64decode(correlation_data, validate=True)
+        )
+        return Mqtt5Headers(
+            tuple(user_properties),
+            payload_format_indicator,
+            content_type,
+            response_topic,
+            correlation,
+            message_expiry,
+        ).properties(now)
+    except binascii.Error:
+        raise ValueError("correlation data must be base64") from None
+    except AwsError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _user_pairs(value: Any) -> list[tuple[str, str]]:
+    if not isinstance(value, list):
+        raise ValueError('user_properties must be a list such as [{"key": "value"}]')
+    return [(str(k), str(v)) for pair in value for k, v in dict(pair).items()]
+
+
 def _context(line: dict[str, Any]) -> MessageContext:
     if "payload_b64" in line:
         payload = base64.b64decode(line["payload_b64"])
@@ -79,13 +132,24 @@ def _context(line: dict[str, Any]) -> MessageContext:
         payload = str(line["payload_text"]).encode()
     else:
         payload = json.dumps(line.get("payload")).encode()
+    timestamp = int(line.get("timestamp", time.time() * 1000))
+    properties = mqtt5_properties(
+        timestamp,
+        _user_pairs(line.get("user_properties", [])),
+        line.get("content_type"),
+        line.get("response_topic"),
+        line.get("correlation_data"),
+        line.get("payload_format_indicator"),
+        line.get("message_expiry"),
+    )
     return MessageContexts().of_payload(
         str(line.get("topic", "")),
         payload,
-        int(line.get("timestamp", time.time() * 1000)),
+        timestamp,
         client_id=line.get("client_id"),
         principal=line.get("principal"),
         source_ip=line.get("source_ip"),
+        properties=properties,
     )
 
 
@@ -131,8 +195,29 @@ def run_test(args: argparse.Namespace) -> int:
     for diagnostic in project.diagnostics:
         print(diagnostic, file=sys.stderr)
     rules = project.rules  # compiled by the loader, as the engine runs them
+    now = int(time.time() * 1000)
+    pairs = []
+    for item in args.user_property:
+        key, equals, value = item.partition("=")
+        if not equals:
+            print(f"--user-property {item!r}: expected KEY=VALUE", file=sys.stderr)
+            return 2
+        pairs.append((key, value))
+    try:
+        properties = mqtt5_properties(
+            now,
+            pairs,
+            args.content_type,
+            args.response_topic,
+            args.correlation_data,
+            args.payload_format_indicator,
+            args.message_expiry,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ctx = MessageContexts().of_payload(
-        args.topic, args.payload.encode(), int(time.time() * 1000), client_id=args.client_id
+        args.topic, args.payload.encode(), now, client_id=args.client_id, properties=properties
     )
     results = dry_run(rules, ctx)
     if args.json:
