@@ -88,6 +88,10 @@ class FrameReader:
         self._buf = bytearray()
         self._max = max_size
 
+    def limit(self, max_size: int) -> None:
+        """A new maximum frame size (MQTT 5's, once the CONNECT says the version)."""
+        self._max = max_size
+
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
         buf += data

@@ -575,6 +575,7 @@ class MqttProtocol:
         keep_alive = quotas.keep_alive(self.keep_alive)
         self._keepalive_ms = round(keep_alive * self._keepalive_factor * 1000)
         if v5:
+            self._frames.limit(MAX_PACKET_5)
             session.max_inflight = min(quotas.max_inflight, packet.receive_maximum)
             session.max_packet = packet.maximum_packet_size
             session.alias_max = min(packet.topic_alias_maximum, quotas.topic_alias_max)
