@@ -7,7 +7,8 @@ gives its ``--parameter-overrides`` value, else its ``Default`` (parameters.py);
 neither is an error at its declaration, and so is every resource that needs it, as
 CloudFormation refuses such a stack. SAM's ``Globals.Function`` applies to
 ``AWS::Serverless::Function`` resources, merged as SAM merges it: a function's own
-property wins, mappings (``Environment.Variables``) are merged key by key.
+property wins, mappings (``Environment.Variables``) are merged key by key. A resource with
+a ``Condition`` that does not hold is not created.
 """
 
 from __future__ import annotations
@@ -164,7 +165,9 @@ class Template:
         if name in self.parameters:
             return self.parameters[name]
         if name in self.parameter_problems:
-            raise Unresolved(f"parameter '{name}' has no value (see its declaration)")
+            line, column = position_of(self.declared_parameters[name])
+            where = f"{self.file}:{line}:{column}"
+            raise Unresolved(f"parameter '{name}' has no value (declared at {where})")
         if name in self.resources:
             return self.local_name(name)
         raise Unresolved(f"!Ref to unknown resource or parameter '{name}'")
@@ -248,6 +251,8 @@ def load_template(
         kind = str(res.get("Type", ""))
         props = res.get("Properties") or {}
         try:
+            if "Condition" in res and not t.condition(str(res["Condition"])):
+                continue  # CloudFormation creates a resource only when its condition holds
             if kind == "AWS::IoT::TopicRule":
                 _rule(t, out, logical_id, res, props)
             elif kind == "AWS::Serverless::Function":

@@ -1,8 +1,13 @@
-"""The chat backend end to end, over MQTT, against the moto and the local backends.
+"""The chat backend end to end, over MQTT, against the moto and the local backends, in
+both of its languages.
 
 Real parts throughout: the broker, the rules, the handler in lambdas/chat under
-awslambdaric, DynamoDB and Kinesis behind them (moto's server, or DynamoDB Local and
-kinesis-mock as child processes).
+awslambdaric or the one in lambdas/chat-node under AWS's Node.js runtime interface client
+(the SDK for JavaScript v3), DynamoDB and Kinesis behind them (moto's server, or DynamoDB
+Local and kinesis-mock as child processes). Every test runs against each language: the
+Python function from rules/, the Node.js one from template.yaml with
+``--parameter-overrides ChatLanguage=nodejs`` (the two sources declare the same rules:
+tests/unit/test_rule_sources.py).
 """
 
 from __future__ import annotations
@@ -28,9 +33,27 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="module", params=["python", "nodejs"])
+def language(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def chat_settings(language: str) -> dict[str, Any]:
+    """The settings that run the chat with its function in ``language``."""
+    if language == "nodejs":
+        return {
+            "rules": [str(REPO_ROOT / "template.yaml")],
+            "parameter_overrides": ["ChatLanguage=nodejs"],
+        }
+    return {"rules": [str(REPO_ROOT / "rules")]}
+
+
 @pytest.fixture
-async def chat(backend: str, start_emulator: EmulatorStarter) -> Emulator:
-    return await start_emulator(rules=[str(REPO_ROOT / "rules")], backend=backend)
+async def chat(backend: str, language: str, start_emulator: EmulatorStarter) -> Emulator:
+    em = await start_emulator(**chat_settings(language), backend=backend)
+    (function,) = em.project.functions
+    assert function.runtime.startswith({"python": "python3.", "nodejs": "nodejs"}[language])
+    return em
 
 
 async def browser(em: Emulator, room: str = "lobby") -> TestClient:
@@ -149,11 +172,11 @@ MAX_PAYLOAD = 128 * 1024  # AWS IoT's payload limit, which every reply must fit
 
 
 @pytest.fixture
-async def busy_chat(backend: str, start_emulator: EmulatorStarter) -> Emulator:
+async def busy_chat(backend: str, language: str, start_emulator: EmulatorStarter) -> Emulator:
     """The chat with the per-connection quotas raised: the bursts below come from one or two
     connections, faster than AWS's 100 PUBLISH a second would let them."""
     return await start_emulator(
-        rules=[str(REPO_ROOT / "rules")],
+        **chat_settings(language),
         backend=backend,
         publish_rate=100_000,
         throughput_kib=1_000_000,

@@ -163,7 +163,7 @@ def test_rules_check_exits_non_zero_with_messages() -> None:
     together = _cli("rules", "check", "--together", "rules/", "template.yaml")
     assert together.returncode == 1
     assert (
-        "template.yaml:105:5: rule 'ChatStore' is defined twice (first at rules/chat.yaml:15:5)"
+        "template.yaml:106:5: rule 'ChatStore' is defined twice (first at rules/chat.yaml:15:5)"
         in together.stdout.splitlines()
     ), together.stdout
     assert "function 'chat' is defined twice (first at rules/chat.yaml:" in together.stdout
