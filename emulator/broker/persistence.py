@@ -27,6 +27,7 @@ from typing import Any
 
 from emulator.broker.sessions import Outgoing, Session
 from emulator.broker.state import BrokerState, RetainedMessage
+from emulator.messages import PublishProperties
 
 FORMAT = 1
 Json = Any
@@ -41,6 +42,7 @@ class SavedMessage:
     topic: str
     payload: bytes
     retain: bool = False
+    properties: PublishProperties | None = None  # MQTT 5, its expiry a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class SavedSession:
     queued: tuple[SavedMessage, ...]
     next_packet_id: int
     expires_at_ms: int
+    protocol: int = 4  # MQTT 5 sessions resume only under MQTT 5 (AWS)
+    expiry: float | None = None  # MQTT 5: its Session Expiry Interval (s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ def snapshot(
         if session.clean:
             continue
         expires = expires_at_ms.get(session.client_id) if session.owner is None else None
+        if expires is None and session.expiry is not None:
+            expires = now_ms + int(session.expiry * 1000)
         sessions.append(
             SavedSession(
                 session.client_id,
@@ -88,13 +94,15 @@ def snapshot(
                 tuple(_saved(o) for o in session.queued),
                 session.next_packet_id,
                 now_ms + expiry_ms if expires is None else expires,
+                session.protocol,
+                session.expiry,
             )
         )
     return BrokerSnapshot(tuple(retained), tuple(sessions))
 
 
 def _saved(o: Outgoing) -> SavedMessage:
-    return SavedMessage(o.topic, o.payload, o.retain)
+    return SavedMessage(o.topic, o.payload, o.retain, o.properties)
 
 
 def restore(state: BrokerState, saved: BrokerSnapshot, now_ms: int) -> dict[str, int]:
@@ -112,6 +120,8 @@ def restore(state: BrokerState, saved: BrokerSnapshot, now_ms: int) -> dict[str,
         session.inflight = {pid: _outgoing(m) for pid, m in s.inflight}
         session.queued = deque(_outgoing(m) for m in s.queued)
         session.next_packet_id = s.next_packet_id
+        session.protocol = s.protocol
+        session.expiry = s.expiry
         session.absences = 1
         state.sessions[s.client_id] = session
         for topic_filter, qos in s.subscriptions:
@@ -121,7 +131,7 @@ def restore(state: BrokerState, saved: BrokerSnapshot, now_ms: int) -> dict[str,
 
 
 def _outgoing(m: SavedMessage) -> Outgoing:
-    return Outgoing(m.topic, m.payload, m.retain)
+    return Outgoing(m.topic, m.payload, m.retain, m.properties)
 
 
 # -- the file format ---------------------------------------------------------------------
@@ -134,6 +144,7 @@ def to_json(saved: BrokerSnapshot) -> str:
                 "payload": _b64(r.payload),
                 "qos": r.qos,
                 "lastModifiedTime": r.last_modified_ms,
+                **_properties(r.properties),
             }
             for r in saved.retained
         ],
@@ -145,6 +156,7 @@ def to_json(saved: BrokerSnapshot) -> str:
                 "queued": [_message(m) for m in s.queued],
                 "nextPacketId": s.next_packet_id,
                 "expiresAt": s.expires_at_ms,
+                **({"mqtt": 5, "sessionExpiry": s.expiry} if s.protocol == 5 else {}),
             }
             for s in saved.sessions
         ],
@@ -159,7 +171,11 @@ def from_json(text: str) -> BrokerSnapshot:
             raise SnapshotError(f"not a broker state of format {FORMAT}")
         retained = tuple(
             RetainedMessage(
-                str(r["topic"]), _unb64(r["payload"]), int(r["qos"]), int(r["lastModifiedTime"])
+                str(r["topic"]),
+                _unb64(r["payload"]),
+                int(r["qos"]),
+                int(r["lastModifiedTime"]),
+                _unproperties(r),
             )
             for r in body["retained"]
         )
@@ -171,6 +187,8 @@ def from_json(text: str) -> BrokerSnapshot:
                 tuple(_unmessage(m) for m in s["queued"]),
                 int(s["nextPacketId"]),
                 int(s["expiresAt"]),
+                int(s.get("mqtt", 4)),
+                None if s.get("sessionExpiry") is None else float(s["sessionExpiry"]),
             )
             for s in body["sessions"]
         )
@@ -182,11 +200,49 @@ def from_json(text: str) -> BrokerSnapshot:
 
 
 def _message(m: SavedMessage) -> Json:
-    return {"topic": m.topic, "payload": _b64(m.payload), "retain": m.retain}
+    return {
+        "topic": m.topic,
+        "payload": _b64(m.payload),
+        "retain": m.retain,
+        **_properties(m.properties),
+    }
 
 
 def _unmessage(m: Json) -> SavedMessage:
-    return SavedMessage(str(m["topic"]), _unb64(m["payload"]), bool(m["retain"]))
+    return SavedMessage(str(m["topic"]), _unb64(m["payload"]), bool(m["retain"]), _unproperties(m))
+
+
+def _properties(props: PublishProperties | None) -> Json:
+    """A message's MQTT 5 properties as a ``properties`` member (none: no member)."""
+    if props is None:
+        return {}
+    body: Json = {"payloadFormat": props.payload_format}
+    if props.expires_at is not None:
+        body["expiresAt"] = props.expires_at
+    if props.content_type is not None:
+        body["contentType"] = props.content_type
+    if props.response_topic is not None:
+        body["responseTopic"] = props.response_topic
+    if props.correlation_data is not None:
+        body["correlationData"] = _b64(props.correlation_data)
+    if props.user_properties:
+        body["userProperties"] = [list(pair) for pair in props.user_properties]
+    return {"properties": body}
+
+
+def _unproperties(m: Json) -> PublishProperties | None:
+    body = m.get("properties")
+    if body is None:
+        return None
+    correlation = body.get("correlationData")
+    return PublishProperties(
+        int(body.get("payloadFormat", 0)),
+        None if body.get("expiresAt") is None else int(body["expiresAt"]),
+        body.get("contentType"),
+        body.get("responseTopic"),
+        None if correlation is None else _unb64(correlation),
+        tuple((str(k), str(v)) for k, v in body.get("userProperties", ())),
+    )
 
 
 def _b64(data: bytes) -> str:

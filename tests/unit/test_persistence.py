@@ -19,6 +19,7 @@ from emulator.broker.persistence import (
 )
 from emulator.broker.sessions import Outgoing, Session
 from emulator.broker.state import BrokerState, RetainedMessage
+from emulator.messages import PublishProperties
 from emulator.services.saved_tables import decode_value, encode_value
 
 NOW = 1_700_000_000_000
@@ -158,3 +159,20 @@ def test_moto_table_items_survive_json_with_their_bytes(value: dict[str, object]
     """moto's tables are saved as DynamoDB's wire form; JSON has no bytes: base64."""
     text = json.dumps(encode_value(value))
     assert decode_value(json.loads(text)) == value
+
+
+def test_mqtt5_sessions_and_message_properties_survive() -> None:
+    """An MQTT 5 session stays an MQTT 5 session (AWS: it resumes only under MQTT 5) with
+    its own expiry, and stored and retained messages keep their MQTT 5 properties."""
+    props = PublishProperties(1, NOW + 60_000, "text/plain", "re/ply", b"\x00c", (("k", "v"),))
+    state = BrokerState()
+    session = persistent(state, "dev5", "d/#")
+    session.protocol = 5
+    session.expiry = 120.0
+    session.queued.append(Outgoing("d/x", b"stored", False, props))
+    state.retained["d/r"] = RetainedMessage("d/r", b"kept", 1, NOW, props)
+    restored, left = round_trip(state, later=NOW + 1000)
+    again = restored.sessions["dev5"]
+    assert (again.protocol, again.expiry) == (5, 120.0)
+    assert list(again.queued) == [Outgoing("d/x", b"stored", False, props)]
+    assert restored.retained["d/r"].properties == props
