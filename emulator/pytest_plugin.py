@@ -56,6 +56,8 @@ _ids = itertools.count()
 TEST_SETTINGS: Final = {
     "mqtt_port": 0,
     "http_port": 0,
+    "mqtt_tls_port": 0,
+    "https_port": 0,
     "hot_reload": False,
     "in_memory": True,
     "rules": [],
@@ -259,6 +261,7 @@ class EmulatorHandle:
             **self.emulator.backends.endpoints,
             "iot-data": self.http_url,
             "lambda": self.http_url,
+            "iot": self.http_url,
         }
 
     async def mqtt_client(

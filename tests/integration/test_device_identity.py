@@ -1,0 +1,443 @@
+"""Device identity against the emulator with outside clients only: boto3's ``iot`` client
+makes certificates, policies and things; paho-mqtt and the AWS IoT Device SDK v2 (awscrt)
+connect over mutual TLS trusting the emulator's CA file, as device code does against AWS.
+
+The emulators run on their own threads (``iot_emulators``), so boto3's blocking calls and
+the TLS handshakes of the clients never wait on the loop that serves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from awscrt import mqtt as crt_mqtt
+from awsiot import mqtt_connection_builder
+from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from emulator.pytest_plugin import EmulatorHandle, ThreadedEmulatorFactory
+from emulator.testing import TestClient
+
+ALLOW_ALL = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
+}
+ARN = "arn:aws:iot:us-east-1:123456789012"
+THING_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "iot:Connect",
+            "Resource": f"{ARN}:client/${{iot:Connection.Thing.ThingName}}",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "iot:Publish",
+            "Resource": f"{ARN}:topic/things/${{iot:Connection.Thing.ThingName}}/*",
+        },
+    ],
+}
+
+
+@pytest.fixture
+def iot(iot_emulators: ThreadedEmulatorFactory) -> EmulatorHandle:
+    return iot_emulators(rules=[], backend="auto")
+
+
+def iot_client(handle: EmulatorHandle) -> Any:
+    return handle.boto3_client("iot")
+
+
+def ca_file(handle: EmulatorHandle) -> str:
+    path = handle.emulator.controlplane.ca_path
+    assert path is not None
+    return str(path)
+
+
+def tls_port(handle: EmulatorHandle) -> int:
+    port = handle.emulator.controlplane.mqtt_tls_port
+    assert port is not None
+    return port
+
+
+def new_device(iot_api: Any, tmp_path: Path, name: str, active: bool = True) -> dict[str, Any]:
+    """CreateKeysAndCertificate, the files a device keeps (certificate and private key)."""
+    made = iot_api.create_keys_and_certificate(setAsActive=active)
+    cert = tmp_path / f"{name}.pem.crt"
+    key = tmp_path / f"{name}.private.key"
+    cert.write_text(made["certificatePem"])
+    key.write_text(made["keyPair"]["PrivateKey"])
+    return {**made, "cert": str(cert), "key": str(key)}
+
+
+def device(handle: EmulatorHandle, made: dict[str, Any], client_id: str) -> TestClient:
+    client = TestClient("localhost", tls_port(handle), client_id)
+    client.client.tls_set(ca_certs=ca_file(handle), certfile=made["cert"], keyfile=made["key"])
+    return client
+
+
+async def refused(client: TestClient) -> bool:
+    """Whether the connection was refused: a failed handshake, a closed connection
+    before CONNACK, or a CONNACK with an error code."""
+    try:
+        rc, _ = await client.connect(expect_rc=None)
+    except (ssl.SSLError, OSError):
+        return True
+    finally:
+        await client.close()
+    return rc != 0
+
+
+async def plain_subscriber(handle: EmulatorHandle, topic: str) -> TestClient:
+    client = TestClient("127.0.0.1", handle.mqtt_port, f"watch-{abs(hash(topic))}")
+    await client.connect()
+    assert await client.subscribe(topic, 1) == [1]
+    return client
+
+
+# -- acceptance --------------------------------------------------------------------------
+async def test_a_device_made_through_the_api_connects_over_mutual_tls_and_publishes(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "sensor")
+    assert len(made["certificateId"]) == 64
+    assert made["certificateArn"] == f"{ARN}:cert/{made['certificateId']}"
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    watcher = await plain_subscriber(iot, "sensors/#")
+    sensor = device(iot, made, "sensor-1")
+    try:
+        await sensor.connect()
+        await sensor.publish("sensors/1", b'{"t": 21}', qos=1)
+        assert (await watcher.message_on("sensors/1")).payload == b'{"t": 21}'
+    finally:
+        await sensor.close()
+        await watcher.close()
+    described = api.describe_certificate(certificateId=made["certificateId"])
+    assert described["certificateDescription"]["status"] == "ACTIVE"
+    assert api.list_attached_policies(target=made["certificateArn"])["policies"] == [
+        {"policyName": "devices", "policyArn": f"{ARN}:policy/devices"}
+    ]
+
+
+async def test_an_unregistered_or_inactive_certificate_is_refused(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    inactive = new_device(api, tmp_path, "inactive", active=False)
+    api.attach_policy(policyName="devices", target=inactive["certificateArn"])
+    assert await refused(device(iot, inactive, "inactive-1"))
+    # made ACTIVE, the same files connect; INACTIVE again, refused again
+    api.update_certificate(certificateId=inactive["certificateId"], newStatus="ACTIVE")
+    client = device(iot, inactive, "inactive-1")
+    await client.connect()
+    await client.close()
+    api.update_certificate(certificateId=inactive["certificateId"], newStatus="INACTIVE")
+    assert await refused(device(iot, inactive, "inactive-1"))
+    # a certificate deleted from the registry (issued by the emulator's CA) is unknown
+    api.delete_certificate(certificateId=inactive["certificateId"], forceDelete=True)
+    assert await refused(device(iot, inactive, "gone-1"))
+    # and a self-signed certificate nobody registered never gets past the handshake
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    stranger = {"cert": str(tmp_path / "s.crt"), "key": str(tmp_path / "s.key")}
+    Path(stranger["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(stranger["key"]).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert await refused(device(iot, stranger, "stranger-1"))
+    assert iot.emulator.health()["tls"]["refused"] >= 3
+
+
+async def test_a_policy_on_the_thing_name_admits_the_attached_thing_and_denies_another(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "pump")
+    api.create_policy(policyName="things", policyDocument=json.dumps(THING_POLICY))
+    api.attach_policy(policyName="things", target=made["certificateArn"])
+    api.create_thing(thingName="pump-7")
+    api.create_thing(thingName="pump-8")  # exists, but not attached to this certificate
+    api.attach_thing_principal(thingName="pump-7", principal=made["certificateArn"])
+    assert api.list_thing_principals(thingName="pump-7")["principals"] == [made["certificateArn"]]
+    watcher = await plain_subscriber(iot, "things/#")
+    pump = device(iot, made, "pump-7")
+    try:
+        await pump.connect()
+        await pump.publish("things/pump-7/state", b"on", qos=1)
+        assert (await watcher.message_on("things/pump-7/state")).payload == b"on"
+    finally:
+        await pump.close()
+        await watcher.close()
+    other = device(iot, made, "pump-8")
+    rc, _ = await other.connect(expect_rc=None)
+    await other.close()
+    assert rc not in (0, -1)  # a CONNACK refusing it (AWS: not authorized)
+    # TestAuthorization says the same
+    result = api.test_authorization(
+        principal=made["certificateArn"],
+        clientId="pump-8",
+        authInfos=[{"actionType": "CONNECT", "resources": [f"{ARN}:client/pump-8"]}],
+    )
+    assert result["authResults"][0]["authDecision"] == "IMPLICIT_DENY"
+    result = api.test_authorization(
+        principal=made["certificateArn"],
+        clientId="pump-7",
+        authInfos=[{"actionType": "CONNECT", "resources": [f"{ARN}:client/pump-7"]}],
+    )
+    assert result["authResults"][0]["authDecision"] == "ALLOWED"
+
+
+async def test_a_certificate_without_policies_is_denied_as_on_aws(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    made = new_device(iot_client(iot), tmp_path, "bare")
+    rc, _ = await device(iot, made, "bare-1").connect(expect_rc=None)
+    assert rc not in (0, -1)
+
+
+async def test_the_device_sdk_v2_mtls_builder_connects_unmodified(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "crt")
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    endpoint = api.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    host, _, port = endpoint.partition(":")
+    assert (host, int(port)) == ("localhost", tls_port(iot))
+    watcher = await plain_subscriber(iot, "crt/#")
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint=host,
+        port=int(port),
+        cert_filepath=made["cert"],
+        pri_key_filepath=made["key"],
+        ca_filepath=ca_file(iot),
+        client_id="crt-device",
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    try:
+        await asyncio.wrap_future(connection.connect())
+        published, _ = connection.publish("crt/hello", b"from awscrt", crt_mqtt.QoS.AT_LEAST_ONCE)
+        await asyncio.wrap_future(published)
+        assert (await watcher.message_on("crt/hello")).payload == b"from awscrt"
+    finally:
+        await asyncio.wrap_future(connection.disconnect())
+        await watcher.close()
+
+
+async def test_lifecycle_events_and_principal_name_the_certificate(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "ids")
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    api.create_topic_rule(
+        ruleName="who",
+        topicRulePayload={
+            "sql": "SELECT principal() AS principal, clientid() AS client FROM 'ids/in'",
+            "actions": [{"republish": {"topic": "ids/out", "roleArn": f"{ARN}:role/r"}}],
+        },
+    )
+    watcher = await plain_subscriber(iot, "$aws/events/presence/connected/+")
+    assert await watcher.subscribe("ids/out", 1) == [1]
+    client = device(iot, made, "ids-1")
+    try:
+        await client.connect()
+        event = (await watcher.message_on("$aws/events/presence/connected/ids-1")).json()
+        assert event["principalIdentifier"] == made["certificateId"]
+        await client.publish("ids/in", b"{}", qos=1)
+        out = (await watcher.message_on("ids/out")).json()
+        assert out == {"principal": made["certificateId"], "client": "ids-1"}
+    finally:
+        await client.close()
+        await watcher.close()
+
+
+async def test_wss_on_the_https_port_trusts_the_same_ca(iot: EmulatorHandle) -> None:
+    port = iot.emulator.controlplane.https_port
+    assert port is not None
+    client = TestClient("localhost", port, "wss-1", transport="websockets")
+    client.client.tls_set(ca_certs=ca_file(iot))
+    await client.connect()
+    await client.close()
+    # the CA file is served too, the same bytes
+    with urllib.request.urlopen(f"{iot.http_url}/ca.pem") as answer:
+        assert answer.read() == Path(ca_file(iot)).read_bytes()
+
+
+# -- topic rules through the API ----------------------------------------------------------
+async def test_a_rule_created_through_the_api_fires_and_disabling_it_stops_it(
+    iot: EmulatorHandle,
+) -> None:
+    api = iot_client(iot)
+    watcher = await plain_subscriber(iot, "alerts/#")
+    assert await watcher.subscribe("marker", 1) == [1]
+    publisher = TestClient("127.0.0.1", iot.mqtt_port, "pub-1")
+    await publisher.connect()
+    try:
+        api.create_topic_rule(
+            ruleName="hot",
+            topicRulePayload={
+                "sql": "SELECT temp FROM 'sensors/+/temp' WHERE temp > 30",
+                "actions": [{"republish": {"topic": "alerts/hot", "roleArn": f"{ARN}:role/r"}}],
+            },
+        )
+        await publisher.publish("sensors/1/temp", b'{"temp": 35}', qos=1)
+        assert (await watcher.message_on("alerts/hot")).json() == {"temp": 35}
+        rule = api.get_topic_rule(ruleName="hot")
+        assert rule["rule"]["sql"] == "SELECT temp FROM 'sensors/+/temp' WHERE temp > 30"
+        assert rule["ruleArn"] == f"{ARN}:rule/hot"
+        listed = api.list_topic_rules()["rules"]
+        assert [(r["ruleName"], r["topicPattern"]) for r in listed] == [("hot", "sensors/+/temp")]
+        api.disable_topic_rule(ruleName="hot")
+        await publisher.publish("sensors/1/temp", b'{"temp": 36}', qos=1)
+        await publisher.publish("marker", b"after", qos=1)  # delivered after any republish
+        assert (await watcher.next_message()).topic == "marker"
+        api.enable_topic_rule(ruleName="hot")
+        await publisher.publish("sensors/1/temp", b'{"temp": 37}', qos=1)
+        assert (await watcher.message_on("alerts/hot")).json() == {"temp": 37}
+        api.delete_topic_rule(ruleName="hot")
+        assert api.list_topic_rules()["rules"] == []
+    finally:
+        await publisher.close()
+        await watcher.close()
+
+
+def test_bad_sql_answers_sql_parse_exception(iot: EmulatorHandle) -> None:
+    api = iot_client(iot)
+    with pytest.raises(ClientError) as info:
+        api.create_topic_rule(
+            ruleName="broken", topicRulePayload={"sql": "SELECT * FORM 'a'", "actions": []}
+        )
+    error = info.value.response["Error"]
+    assert error["Code"] == "SqlParseException"
+    assert "line 1" in error["Message"]
+    with pytest.raises(ClientError) as missing:
+        api.get_topic_rule(ruleName="broken")
+    assert missing.value.response["Error"]["Code"] == "UnauthorizedException"
+
+
+def test_the_aws_cli_runs_against_the_emulator(iot: EmulatorHandle) -> None:
+    aws = Path(sys.executable).with_name("aws")
+    env = {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+    }
+    payload = json.dumps(
+        {
+            "sql": "SELECT * FROM 'cli/in'",
+            "actions": [{"republish": {"topic": "cli/out", "roleArn": f"{ARN}:role/r"}}],
+        }
+    )
+    base = [str(aws), "--endpoint-url", iot.http_url, "iot"]
+    subprocess.run(
+        [*base, "create-topic-rule", "--rule-name", "cli", "--topic-rule-payload", payload],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    listed = subprocess.run(
+        [*base, "list-topic-rules"], check=True, env=env, capture_output=True, timeout=60
+    )
+    assert [r["ruleName"] for r in json.loads(listed.stdout)["rules"]] == ["cli"]
+
+
+def test_unknown_api_paths_answer_aws_errors_not_the_chat_page(iot: EmulatorHandle) -> None:
+    api = iot_client(iot)
+    # GET /endpoint and GET /rules were the chat page's rooms: boto3 read {} from them
+    assert api.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    assert api.list_topic_rules()["rules"] == []
+    for method, path in (("GET", "/jobs/x"), ("POST", "/thing-groups/g"), ("GET", "/things/a/b")):
+        request = urllib.request.Request(f"{iot.http_url}{path}", method=method)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request)
+        info.value.close()
+        assert info.value.code == 404
+        assert info.value.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+        assert info.value.headers["Content-Type"].startswith("application/json")
+    # a browser opening the room /jobs still gets the page
+    page = urllib.request.Request(f"{iot.http_url}/jobs", headers={"Accept": "text/html"})
+    with urllib.request.urlopen(page) as answer:
+        assert answer.headers["Content-Type"].startswith("text/html")
+
+
+# -- what lasts -------------------------------------------------------------------------
+@pytest.fixture
+def kept(iot_emulators: ThreadedEmulatorFactory, tmp_path: Path) -> Iterator[Any]:
+    def start() -> EmulatorHandle:
+        return iot_emulators(rules=[], backend="auto", in_memory=False, data_dir=tmp_path / "d")
+
+    yield start
+
+
+async def test_certificates_policies_and_rules_survive_a_restart(kept: Any, tmp_path: Path) -> None:
+    first: EmulatorHandle = kept()
+    api = iot_client(first)
+    made = new_device(api, tmp_path, "kept")
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    api.create_thing(thingName="kept-1", attributePayload={"attributes": {"room": "lab"}})
+    api.create_topic_rule(
+        ruleName="kept",
+        topicRulePayload={
+            "sql": "SELECT * FROM 'kept/in'",
+            "actions": [{"republish": {"topic": "kept/out", "roleArn": f"{ARN}:role/r"}}],
+        },
+    )
+    ca = Path(ca_file(first)).read_bytes()
+    assert first.runner is not None
+    first.close_now()
+    first.runner.stop()
+    second: EmulatorHandle = kept()
+    api = iot_client(second)
+    assert Path(ca_file(second)).read_bytes() == ca
+    assert api.describe_thing(thingName="kept-1")["attributes"] == {"room": "lab"}
+    assert [r["ruleName"] for r in api.list_topic_rules()["rules"]] == ["kept"]
+    watcher = await plain_subscriber(second, "kept/out")
+    client = device(second, made, "kept-1")
+    try:
+        await client.connect()  # the same files, the same CA: still registered and ACTIVE
+        await client.publish("kept/in", b"again", qos=1)
+        assert (await watcher.message_on("kept/out")).payload == b"again"
+    finally:
+        await client.close()
+        await watcher.close()
