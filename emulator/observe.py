@@ -257,9 +257,7 @@ class ObserverHub:
     ) -> None:
         matched = error is None and output is not NO_OUTPUT
         self.emit(
-            RuleEvaluated(
-                self.seq_of(msg), rule, matched, printable(output) if matched else None, error
-            )
+            RuleEvaluated(self.seq_of(msg), rule, matched, output if matched else None, error)
         )
 
     def published(
@@ -278,7 +276,7 @@ class ObserverHub:
                 rule,
                 "republish",
                 "published",
-                printable(request),
+                request,
                 error_action=error_action,
             )
         )
@@ -303,36 +301,34 @@ class ObserverHub:
         self.emit(ActionOutcome(seq, rule, action, status, shown, error, error_action))
 
     def error_action(self, msg: InboundMessage, rule: str, action: str, message: Json) -> None:
-        self.emit(ErrorActionTaken(self.seq_of(msg), rule, action, printable(message)))
+        self.emit(ErrorActionTaken(self.seq_of(msg), rule, action, message))
 
 
 NO_OUTPUT: Final = object()  # what ``evaluated`` is given when WHERE did not pass
 
 
 def request_fields(request: Json) -> Json:
-    """A rendered action request (a NamedTuple) as a JSON object of its fields."""
+    """A rendered action request (a NamedTuple) as its fields, named as AWS does where the
+    request says (``describe``)."""
     fields = getattr(request, "_asdict", None)
     if fields is None:
-        return printable(request)
+        return request
     shown: dict[str, Json] = dict(request.describe()) if hasattr(request, "describe") else {}
-    named = set(map(repr, shown.values()))
+    named = {id(v) for v in shown.values() if isinstance(v, str)}
     for name, value in fields().items():
-        if repr(value) not in named:  # table_name is tableName, already shown
+        if not (isinstance(value, str) and id(value) in named):  # table_name: tableName
             shown[name] = value
-    return printable(shown)
+    return shown
 
 
-def printable(value: Json) -> Json:
-    """A value for JSON: bytes as text (or base64 when not UTF-8), tuples as lists."""
+def json_default(value: Json) -> Json:
+    """For ``json.dumps``: what JSON has no type for (the events keep the values as the
+    parts made them; converting them is the console's work, once per batch)."""
     if isinstance(value, bytes):
         try:
             return value.decode()
         except UnicodeDecodeError:
             return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): printable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [printable(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+    if isinstance(value, set | frozenset):
+        return list(value)
     return str(value)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from emulator.broker.auth import ClientIdentity
 from emulator.broker.broker import IoTBroker
 from emulator.clock import now_ms
 from emulator.console.taps import ConsoleTaps
-from emulator.console.views import event_json, rules_json, sessions_json
+from emulator.console.views import dumps, event_json, rules_json, sessions_json
 from emulator.functions.service import FunctionService
 from emulator.limits import Refused
 from emulator.messages import InboundMessage, IngestMessage
@@ -272,4 +271,4 @@ class Console:
 
 def _sse(name: str | None, data: Json) -> bytes:
     head = f"event: {name}\n" if name else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"{head}data: {dumps(data)}\n\n".encode()

@@ -29,7 +29,7 @@ from emulator.broker.broker import IoTBroker
 from emulator.functions.service import FunctionPool, FunctionService
 from emulator.functions.workers import InvokeResult
 from emulator.messages import InboundMessage, IngestMessage
-from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub, printable
+from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub
 from emulator.rules.engine import RulesEngine
 
 Json = Any
@@ -91,7 +91,7 @@ class ObservingAuthorizer:
             "label": statement.label,
             "policy": statement.policy,
             "index": statement.index,
-            "source": printable(statement.source),
+            "source": statement.source,
         }
 
     def __getattr__(self, name: str) -> Any:  # the policy set's other attributes (names)

@@ -10,42 +10,55 @@ from dataclasses import fields
 from typing import Any
 
 from emulator.broker.sessions import Session
-from emulator.observe import Event, Invocation, MessageSeen, printable
+from emulator.observe import Event, json_default
 from emulator.project.model import Project
 from emulator.rules.engine import RuleCounters
 
 Json = Any
 MAX_SHOWN = 16 * 1024  # payload bytes sent to the page (the size says how many there were)
+BYTES_FIELDS = {"payload": "size", "result": "result_size"}  # bytes field -> its size's name
 
 
 def payload_json(payload: bytes) -> Json:
-    """A payload for the page: ``json`` (parsed), ``text``, or ``base64`` for binary; cut to
-    ``MAX_SHOWN`` bytes."""
+    """A payload for the page: ``text`` (the page pretty-prints JSON) or ``base64`` for
+    binary; at most ``MAX_SHOWN`` bytes (``cut`` says it was longer)."""
     shown = payload[:MAX_SHOWN]
     cut = len(payload) > MAX_SHOWN
-    if not cut:
+    # Cut, the last character may have lost its last bytes: still text without them.
+    for end in (len(shown), len(shown) - 1, len(shown) - 2, len(shown) - 3)[: 4 if cut else 1]:
         try:
-            return {"json": json.loads(payload)}
-        except ValueError:
-            pass
-    try:
-        return {"text": shown.decode(), "cut": cut}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(shown).decode(), "cut": cut}
+            return {"text": shown[:end].decode(), "cut": cut}
+        except UnicodeDecodeError:
+            continue
+    return {"base64": base64.b64encode(shown).decode(), "cut": cut}
 
 
-def event_json(event: Event) -> Json:
+_FIELDS: dict[type, tuple[str, ...]] = {}  # event class -> its field names (seven classes)
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
+def event_json(event: Event) -> dict[str, Json]:
+    """An event as a JSON object; values JSON has no type for are left to ``dumps``."""
     body: dict[str, Json] = {"kind": event.kind}
-    for f in fields(event):
-        value = getattr(event, f.name)
-        if f.name in ("payload", "result") and isinstance(value, bytes):
-            body["size" if f.name == "payload" else "result_size"] = len(value)
-            body[f.name] = payload_json(value)
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
+        size = BYTES_FIELDS.get(name)
+        if size is not None and type(value) is bytes:
+            body[size] = len(value)
+            body[name] = payload_json(value)
         else:
-            body[f.name] = printable(value)
-    if isinstance(event, MessageSeen | Invocation):
-        return body
+            body[name] = value
     return body
+
+
+def dumps(value: Json) -> str:
+    return json.dumps(value, separators=(",", ":"), default=json_default)
 
 
 def sessions_json(sessions: Mapping[str, Session]) -> Json:

@@ -49,8 +49,12 @@ function pretty(value) {
 
 function payloadText(p) {
   if (!p) return "";
-  if ("json" in p) return JSON.stringify(p.json, null, 2);
-  if ("text" in p) return p.text + (p.cut ? "\n… (cut)" : "");
+  if ("text" in p) {
+    if (!p.cut) {
+      try { return JSON.stringify(JSON.parse(p.text), null, 2); } catch (e) { /* not JSON: as text */ }
+    }
+    return p.text + (p.cut ? "\n… (cut)" : "");
+  }
   return "base64: " + p.base64 + (p.cut ? " … (cut)" : "");
 }
 
