@@ -61,7 +61,7 @@ def load_project(
     try:
         overrides = parse_overrides(parameter_overrides)
     except OverrideError as exc:
-        out.diagnostics.append(Diagnostic(OVERRIDES, 0, 0, f"--parameter-overrides: {exc}"))
+        out.diagnostics.append(Diagnostic(OVERRIDES, 0, 0, str(exc)))
         overrides = {}
     declared: set[str] = set()
     for file in rule_files(paths):
@@ -94,7 +94,7 @@ def load_project(
                 OVERRIDES,
                 0,
                 0,
-                f"warning: --parameter-overrides: no template loaded declares '{name}'",
+                f"warning: no template loaded declares parameter '{name}'",
                 "warning",
             )
         )

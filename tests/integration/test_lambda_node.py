@@ -160,3 +160,24 @@ async def test_without_the_runtime_client_a_node_function_fails_saying_what_to_i
     message = result["body"]["errorMessage"]
     assert message.startswith("function node-callback (runtime nodejs20.x): ")
     assert "npm aws-lambda-ric" in message and "make install" in message
+
+
+async def test_the_original_chats_function_runs_with_its_parameter_on_the_installed_node(
+    iot_emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """danilop/serverless-chat's template (its shapes: tests/fixtures/serverless-chat): a
+    nodejs6.10 callback handler from ../fn, its endpoint from --parameter-overrides."""
+    template = REPO_ROOT / "tests" / "fixtures" / "serverless-chat" / "cloudformation"
+    with caplog.at_level(logging.WARNING):
+        em = await iot_emulator_factory(
+            rules=[str(template / "template.yaml")],
+            backend="moto",
+            parameter_overrides=["AwsIoTEndpoint=127.0.0.1:8883"],
+        )
+    assert "runtime 'nodejs6.10' is retired on AWS" in caplog.text  # the loader's warning
+    assert "function ChatFunction: runtime nodejs6.10 is retired on AWS; it runs on the " in (
+        caplog.text
+    )
+    result = await invoke(em, "ChatFunction", {"clientId": "c1", "connected": True})
+    assert "FunctionError" not in result, result["body"]
+    assert result["body"] == {"endpoint": "127.0.0.1:8883", "function": "ChatFunction"}
