@@ -25,6 +25,7 @@ from emulator.broker.policy import IdentityAuthorizer, PolicyError, PolicySet
 from emulator.broker.store import BrokerStore, DataDirInUse
 from emulator.clock import now_ms
 from emulator.config import HTTPS_PORT, MQTT_TLS_PORT, Config
+from emulator.console.server import Console
 from emulator.controlplane.service import ControlPlane
 from emulator.dataplane.exceptions import RequestEntityTooLarge
 from emulator.dataplane.urls import add_routes as add_dataplane_routes
@@ -168,6 +169,9 @@ class Emulator:
         self.file_policies: PolicySet | None = None
         self.mqtt_tls_listener: TlsListener | None = None
         self._https_server: asyncio.Server | None = None
+        # The live console (/console), before the chat page's catch-all room routes.
+        self.console = Console(self, self.http_guard.policy, config.region, config.account_id)
+        self.console.add_routes(self.http_app)
         add_web_routes(self.http_app, config.static_dir, config.node_modules)
         self.project = Project()
         self.store: BrokerStore | None = None  # with a data directory
