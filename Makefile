@@ -17,8 +17,21 @@ $(STAMP): pyproject.toml requirements-dev.lock package.json package-lock.json
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	@$(RIC_TOOLS_PRESENT) || { \
+	  echo "installing Debian's build tools for aws-lambda-ric (the Node.js runtime client)"; \
+	  (apt-get update -qq && apt-get install -y -qq $(RIC_TOOLS)) >/dev/null 2>&1 || \
+	  sudo -n sh -c 'apt-get update -qq && apt-get install -y -qq $(RIC_TOOLS)' >/dev/null 2>&1 || \
+	  echo "could not install $(RIC_TOOLS): Node.js functions will not run (README)"; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
+
+# npm ci builds aws-lambda-ric's native addon from the curl and aws-lambda-cpp sources it
+# ships (no download); it needs these tools, installed from Debian when missing. Without
+# them npm leaves the optional package out and Node.js functions fail saying so.
+RIC_TOOLS := cmake make g++ autoconf automake libtool
+RIC_TOOLS_PRESENT := command -v cmake >/dev/null && command -v g++ >/dev/null && \
+  command -v autoreconf >/dev/null && command -v automake >/dev/null && \
+  command -v libtoolize >/dev/null
 
 install: $(STAMP)
 
