@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import harness, load
 from benchmarks.harness import HOST, BrokerProcess
+from benchmarks.tls import tls_passthrough
 
 Row = dict[str, Any]
 RULES = Path(__file__).resolve().parent / "rules"
@@ -608,6 +609,7 @@ def rule_lambda(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
 
 SCENARIOS: dict[str, Callable[[Sizes, list[tuple[str, BrokerFactory]]], list[Row]]] = {
     "passthrough": passthrough,
+    "tls": tls_passthrough,
     "chat": chat_path,
     "fanout": fanout,
     "scaling": subscription_scaling,
