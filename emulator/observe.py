@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, ClassVar, Final
 
 from emulator.messages import InboundMessage
@@ -54,6 +54,7 @@ class MessageSeen:
     hops: int
     parent: int | None  # the message a rule republished this one from
     ingest_rule: str | None = None  # a Basic Ingest message: the rule it names
+    properties: Json = None  # MQTT 5 PUBLISH properties, when the message has them
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,4 +332,6 @@ def json_default(value: Json) -> Json:
             return {"base64": base64.b64encode(value).decode()}
     if isinstance(value, set | frozenset):
         return list(value)
+    if is_dataclass(value) and not isinstance(value, type):  # MQTT 5 properties
+        return {k: v for k, v in asdict(value).items() if v not in (None, (), [], {})}
     return str(value)

@@ -223,6 +223,8 @@ class ConsoleTaps:
                 msg.payload,
                 msg.hops,
                 parent,
+                None,
+                getattr(msg, "properties", None),  # MQTT 5 (messages.py), once there
             )
         )
         self.rules.handle_observed(msg)
@@ -243,6 +245,7 @@ class ConsoleTaps:
                 msg.hops,
                 parent,
                 msg.rule,
+                getattr(msg, "properties", None),
             )
         )
         self.rules.ingest(msg)

@@ -116,6 +116,17 @@ async def test_action_error_and_error_action(
     await expect(message_row(console, "errors/readings")).to_have_count(1)
     await screenshot(console, "console-error-action.png")
 
+    # The Rules tab: the disabled rule, and the one that did not compile with its diagnostic.
+    await console.get_by_test_id("tab-rules").click()
+    cards = console.get_by_test_id("rule-card")
+    await expect(cards.filter(has_text="Paused")).to_contain_text("disabled")
+    await expect(cards.filter(has_text="StoreReadings")).to_contain_text("failed 1")
+    await expect(console.get_by_test_id("rule-diagnostics")).to_contain_text(
+        "rule 'Broken': unknown function 'nosuchfunction'"
+    )
+    await expect(console.get_by_test_id("evaluation-list")).to_contain_text("StoreReadings")
+    await screenshot(console, "console-rules.png")
+
 
 @pytest.mark.iot_emulator(rules=[CHAT_RULES], backend="moto")
 async def test_try_it_shows_a_rules_output_for_a_pasted_payload(
@@ -153,6 +164,20 @@ async def test_try_it_shows_a_rules_output_for_a_pasted_payload(
     # Nothing was published by the dry runs.
     await console.get_by_test_id("tab-messages").click()
     await expect(message_row(console, "chat/out")).to_have_count(0)
+
+    # Paused, the view holds what arrives; resumed, it shows it.
+    await console.get_by_test_id("pause-button").click()
+    await console.get_by_test_id("tab-try").click()
+    await console.get_by_test_id("try-payload").fill('{"room": "/lobby", "message": "later"}')
+    await console.get_by_test_id("try-publish").click()
+    await expect(console.get_by_test_id("publish-result")).to_contain_text("Published")
+    await console.get_by_test_id("tab-messages").click()
+    await expect(console.get_by_test_id("paused-note")).to_contain_text("events held")
+    await expect(message_row(console, "chat/out")).to_have_count(0)
+    await console.get_by_test_id("pause-button").click()
+    await expect(message_row(console, "chat/out")).to_have_count(1)
+    await expect(message_row(console, "chat/pub/lobby")).to_have_count(1)
+    await expect(console.get_by_test_id("paused-note")).to_be_hidden()
 
 
 @pytest.mark.iot_emulator(rules=[CHAT_RULES], backend="moto", policies=[REFUSING_POLICY])

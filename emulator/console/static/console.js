@@ -163,10 +163,12 @@ function addLog(line) {
 }
 
 function addDenial(denial) {
+  denial.at = Date.now();
   state.denials.unshift(denial);
   if (state.denials.length > DENIALS) state.denials.pop();
   renderDenials();
-  $("count-denials").textContent = state.denials.length;
+  $("count-denials").textContent = "denied " + state.denials.length;
+  $("count-denials").hidden = false;
 }
 
 // -- messages panel -------------------------------------------------------------------
@@ -247,6 +249,7 @@ function showMessage(seq) {
       el("dt", {}, "QoS / retain"), el("dd", {}, `${m.qos} / ${m.retain ? "yes" : "no"}`),
       el("dt", {}, "size"), el("dd", {}, `${m.size} bytes`),
       m.ingest_rule ? [el("dt", {}, "Basic Ingest"), el("dd", {}, m.ingest_rule)] : null,
+      m.properties ? [el("dt", {}, "MQTT 5 properties"), el("dd", {}, el("code", {}, JSON.stringify(m.properties)))] : null,
       m.parent ? [el("dt", {}, "republished from"), el("dd", {}, messageLink(m.parent))] : null,
       entry.children.length ? [el("dt", {}, "republished as"), el("dd", {}, entry.children.map((c) => messageLink(c)))] : null,
     ),
@@ -368,6 +371,7 @@ function renderClients(clients) {
     el("td", { class: "mono" }, Object.entries(c.subscriptions).map(([f, q]) => `${f} (QoS ${q})`).join("\n") || "—"),
     el("td", {}, c.inflight), el("td", {}, c.queued),
   )));
+  $("count-clients").textContent = clients.filter((c) => c.connected).length;
   if (!clients.length) body.append(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No clients.")));
 }
 
@@ -375,7 +379,7 @@ function renderDenials() {
   const box = $("denials");
   if (!state.denials.length) return;
   box.replaceChildren(...state.denials.map((d) => el("div", { class: "denial", dataset: { testid: "denial" } },
-    el("div", { class: "head" }, el("strong", {}, d.action), " on ", el("code", {}, d.resource), " for client ", el("code", {}, d.client_id)),
+    el("div", { class: "head" }, el("span", { class: "time" }, timeOf(d.at) + " "), el("strong", {}, d.action), " on ", el("code", {}, d.resource), " for client ", el("code", {}, d.client_id)),
     el("div", { class: "error" }, d.reason),
     d.statement
       ? [el("div", {}, "deciding statement: ", el("strong", { dataset: { testid: "denial-statement-label" } }, d.statement.label)),
