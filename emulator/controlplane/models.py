@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-from emulator.broker.auth import AttachedThing, CertificatePrincipal, ClientIdentity
-from emulator.broker.policy import PolicyError, PolicySet, certificate_resolver
+from emulator.broker.auth import AttachedThing, CertificatePrincipal
+from emulator.broker.policy import PolicyError, PolicySet
 from emulator.controlplane.exceptions import (
     CertificateState,
     CertificateValidation,
@@ -67,12 +67,6 @@ STATUSES = (
 MAX_POLICY_VERSIONS = 5
 MAX_PAGE = 250
 THING_PRINCIPAL_TYPES = ("EXCLUSIVE_THING", "NON_EXCLUSIVE_THING")
-AUTH_ACTIONS = {
-    "PUBLISH": "iot:Publish",
-    "SUBSCRIBE": "iot:Subscribe",
-    "RECEIVE": "iot:Receive",
-    "CONNECT": "iot:Connect",
-}
 
 
 class Issuer(Protocol):
@@ -136,17 +130,6 @@ class Page:
     marker: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class AuthResult:
-    """One ``authInfo`` of ``TestAuthorization``, decided."""
-
-    action_type: str
-    resources: tuple[str, ...]
-    decision: str  # ALLOWED | EXPLICIT_DENY | IMPLICIT_DENY
-    allowed: tuple[str, ...] = ()
-    explicit_deny: tuple[str, ...] = ()
-
-
 def page_of(
     items: Sequence[T],
     key: Callable[[T], str],
@@ -197,6 +180,11 @@ class Registry:
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:iot:{self.region}:{self.account_id}:{kind}/{name}"
 
+    def reloaded(self) -> None:
+        """After the store replaced the records: nothing parsed or compiled before holds."""
+        self._variables.clear()
+        self.generation += 1
+
     def changed(self) -> None:
         self.generation += 1
         if self.on_change is not None:
@@ -220,7 +208,7 @@ class Registry:
             raise ResourceNotFound(f"Thing {name} cannot be found.")
         return found
 
-    def _certificate_of_arn(self, arn: str) -> Certificate | None:
+    def certificate_of_arn(self, arn: str) -> Certificate | None:
         prefix = self.arn("cert", "")
         if arn.startswith(prefix):
             return self.certificates.get(arn[len(prefix) :])
@@ -412,7 +400,7 @@ class Registry:
         if not target:
             raise InvalidRequest("target is required")
         prefix = self.arn("cert", "")
-        if target.startswith(prefix) and self._certificate_of_arn(target) is None:
+        if target.startswith(prefix) and self.certificate_of_arn(target) is None:
             raise ResourceNotFound(f"The certificate {target[len(prefix) :]} does not exist")
 
     def attach_policy(self, name: str, target: str) -> None:
@@ -507,7 +495,7 @@ class Registry:
         if not principal:
             raise InvalidRequest("the x-amzn-principal header is required")
         prefix = self.arn("cert", "")
-        if principal.startswith(prefix) and self._certificate_of_arn(principal) is None:
+        if principal.startswith(prefix) and self.certificate_of_arn(principal) is None:
             raise ResourceNotFound(f"The certificate {principal[len(prefix) :]} does not exist")
         return principal
 
@@ -566,148 +554,3 @@ class Registry:
             if cert.arn in principals and thing in self.things
         )
         return CertificatePrincipal(cert.certificate_id, policies, variables, things)
-
-    # -- TestAuthorization -----------------------------------------------------------
-    def test_authorization(
-        self,
-        principal: str | None,
-        client_id: str | None,
-        auth_infos: Sequence[tuple[str, tuple[str, ...]]],
-        add: Sequence[str],
-        skip: Sequence[str],
-    ) -> list[AuthResult]:
-        """Each (action type, resource ARNs) decided with the principal's policies (plus
-        ``add``, minus ``skip``), as the broker would decide them."""
-        if not 1 <= len(auth_infos) <= 10:
-            raise InvalidRequest("authInfos must hold 1 to 10 entries")
-        record: CertificatePrincipal | None = None
-        principal_id = principal or ""
-        if principal:
-            cert = self._certificate_of_arn(principal) or self.certificates.get(principal)
-            if cert is None:
-                raise ResourceNotFound(f"The principal {principal} does not exist")
-            record = self.certificate_principal(cert.certificate_id)
-            principal_id = cert.certificate_id
-        specs = [p for p in (record.policies if record else ()) if p.name not in skip]
-        for name in add:
-            specs.append(PolicySpec(name, json.loads(self.policy(name).document)))
-        policies = PolicySet(
-            specs,
-            self.region,
-            self.account_id,
-            variables=certificate_resolver(record) if record else None,
-        )
-        identity = ClientIdentity(client_id or "", principal_id, "127.0.0.1")
-        results = []
-        for action_type, resources in auth_infos:
-            action = AUTH_ACTIONS.get(action_type)
-            if action is None:
-                raise InvalidRequest(f"actionType must be one of {', '.join(AUTH_ACTIONS)}")
-            decisions = [policies.explain_arn(identity, action, arn) for arn in resources]
-            denied = [s.policy for d, s in decisions if not d.allowed and s is not None]
-            allowed = [s.policy for d, s in decisions if d.allowed and s is not None]
-            if denied:
-                decision = "EXPLICIT_DENY"
-            elif decisions and all(d.allowed for d, _ in decisions):
-                decision = "ALLOWED"
-            else:
-                decision = "IMPLICIT_DENY"
-            results.append(
-                AuthResult(
-                    action_type,
-                    resources,
-                    decision,
-                    tuple(dict.fromkeys(allowed)) if decision == "ALLOWED" else (),
-                    tuple(dict.fromkeys(denied)),
-                )
-            )
-        return results
-
-    # -- persistence (the store's JSON) ------------------------------------------------
-    def to_json(self) -> Json:
-        return {
-            "certificates": [
-                {
-                    "id": c.certificate_id,
-                    "pem": c.pem,
-                    "status": c.status,
-                    "created": c.created_ms,
-                    "modified": c.modified_ms,
-                    "ca": c.ca_certificate_id,
-                }
-                for c in self.certificates.values()
-            ],
-            "policies": [
-                {
-                    "name": p.name,
-                    "default": p.default_version,
-                    "next": p.next_version,
-                    "created": p.created_ms,
-                    "modified": p.modified_ms,
-                    "versions": [
-                        {"id": v.version_id, "document": v.document, "created": v.created_ms}
-                        for v in p.versions.values()
-                    ],
-                }
-                for p in self.policies.values()
-            ],
-            "things": [
-                {
-                    "name": t.name,
-                    "id": t.thing_id,
-                    "type": t.type_name,
-                    "attributes": dict(t.attributes),
-                    "version": t.version,
-                    "billingGroup": t.billing_group,
-                }
-                for t in self.things.values()
-            ],
-            "targets": {name: sorted(t) for name, t in self.targets.items() if t},
-            "thingPrincipals": {n: dict(p) for n, p in self.thing_principals.items() if p},
-        }
-
-    def load_json(self, data: Json) -> None:
-        """Replace the registry with a saved one (``to_json``'s shape)."""
-        self.certificates.clear()
-        for c in data.get("certificates", []):
-            cert = load_certificate(c["pem"])
-            self.certificates[c["id"]] = Certificate(
-                c["id"],
-                self.arn("cert", c["id"]),
-                c["pem"],
-                c["status"],
-                c["created"],
-                c["modified"],
-                c.get("ca"),
-                int(cert.not_valid_before_utc.timestamp() * 1000),
-                int(cert.not_valid_after_utc.timestamp() * 1000),
-            )
-        self.policies.clear()
-        for p in data.get("policies", []):
-            versions = {
-                v["id"]: PolicyVersion(v["id"], v["document"], v["created"]) for v in p["versions"]
-            }
-            self.policies[p["name"]] = Policy(
-                p["name"],
-                self.arn("policy", p["name"]),
-                versions,
-                p["default"],
-                p["created"],
-                p["modified"],
-                p["next"],
-            )
-        self.things.clear()
-        for t in data.get("things", []):
-            self.things[t["name"]] = Thing(
-                t["name"],
-                t["id"],
-                self.arn("thing", t["name"]),
-                t.get("type"),
-                dict(t.get("attributes") or {}),
-                int(t.get("version", 1)),
-                t.get("billingGroup"),
-            )
-        self.targets = {n: set(t) for n, t in data.get("targets", {}).items()}
-        self.thing_principals = {n: dict(p) for n, p in data.get("thingPrincipals", {}).items()}
-        self._variables.clear()
-        self.generation += 1

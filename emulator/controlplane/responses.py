@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.awserrors import read_body
+from emulator.controlplane.authorization import test_authorization
 from emulator.controlplane.exceptions import InvalidRequest
 from emulator.controlplane.models import (
     MAX_PAGE,
@@ -394,7 +395,8 @@ class ControlPlaneResponses:
             infos.append(
                 (str(info.get("actionType") or ""), tuple(map(str, info.get("resources") or [])))
             )
-        results = self.registry.test_authorization(
+        results = test_authorization(
+            self.registry,
             body.get("principal"),
             request.query.get("clientId"),
             infos,

@@ -103,9 +103,7 @@ class ControlPlane:
 
     async def start(self) -> None:
         """Make or load the CA (off the loop: key generation), then the saved state."""
-        self._issuer.authority = await asyncio.to_thread(
-            LocalAuthority, self.data_dir, self.hosts
-        )
+        self._issuer.authority = await asyncio.to_thread(LocalAuthority, self.data_dir, self.hosts)
         await asyncio.to_thread(self.store.load)
         self.rules.started_ms = now_ms()
 

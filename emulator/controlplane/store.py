@@ -11,15 +11,114 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from emulator.controlplane.models import Registry
+from emulator.controlplane.models import (
+    Certificate,
+    Policy,
+    PolicyVersion,
+    Registry,
+    Thing,
+)
 from emulator.controlplane.topic_rules import TopicRules
 from emulator.files import write_atomically
+from emulator.identity.x509 import load_certificate
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "iot.json"
 VERSION = 1
+Json = Any
+
+
+def registry_json(registry: Registry) -> Json:
+    """The registry as the file keeps it."""
+    return {
+        "certificates": [
+            {
+                "id": c.certificate_id,
+                "pem": c.pem,
+                "status": c.status,
+                "created": c.created_ms,
+                "modified": c.modified_ms,
+                "ca": c.ca_certificate_id,
+            }
+            for c in registry.certificates.values()
+        ],
+        "policies": [
+            {
+                "name": p.name,
+                "default": p.default_version,
+                "next": p.next_version,
+                "created": p.created_ms,
+                "modified": p.modified_ms,
+                "versions": [
+                    {"id": v.version_id, "document": v.document, "created": v.created_ms}
+                    for v in p.versions.values()
+                ],
+            }
+            for p in registry.policies.values()
+        ],
+        "things": [
+            {
+                "name": t.name,
+                "id": t.thing_id,
+                "type": t.type_name,
+                "attributes": dict(t.attributes),
+                "version": t.version,
+                "billingGroup": t.billing_group,
+            }
+            for t in registry.things.values()
+        ],
+        "targets": {name: sorted(t) for name, t in registry.targets.items() if t},
+        "thingPrincipals": {n: dict(p) for n, p in registry.thing_principals.items() if p},
+    }
+
+
+def load_registry(registry: Registry, data: Json) -> None:
+    """Replace the registry's records with saved ones (``registry_json``'s shape)."""
+    registry.certificates.clear()
+    for c in data.get("certificates", []):
+        cert = load_certificate(c["pem"])
+        registry.certificates[c["id"]] = Certificate(
+            c["id"],
+            registry.arn("cert", c["id"]),
+            c["pem"],
+            c["status"],
+            c["created"],
+            c["modified"],
+            c.get("ca"),
+            int(cert.not_valid_before_utc.timestamp() * 1000),
+            int(cert.not_valid_after_utc.timestamp() * 1000),
+        )
+    registry.policies.clear()
+    for p in data.get("policies", []):
+        versions = {
+            v["id"]: PolicyVersion(v["id"], v["document"], v["created"]) for v in p["versions"]
+        }
+        registry.policies[p["name"]] = Policy(
+            p["name"],
+            registry.arn("policy", p["name"]),
+            versions,
+            p["default"],
+            p["created"],
+            p["modified"],
+            p["next"],
+        )
+    registry.things.clear()
+    for t in data.get("things", []):
+        registry.things[t["name"]] = Thing(
+            t["name"],
+            t["id"],
+            registry.arn("thing", t["name"]),
+            t.get("type"),
+            dict(t.get("attributes") or {}),
+            int(t.get("version", 1)),
+            t.get("billingGroup"),
+        )
+    registry.targets = {n: set(t) for n, t in data.get("targets", {}).items()}
+    registry.thing_principals = {n: dict(p) for n, p in data.get("thingPrincipals", {}).items()}
+    registry.reloaded()
 
 
 class ControlPlaneStore:
@@ -40,7 +139,7 @@ class ControlPlaneStore:
             return
         try:
             data = json.loads(path.read_text())
-            self.registry.load_json(data.get("registry") or {})
+            load_registry(self.registry, data.get("registry") or {})
             problems = self.rules.load_json(data.get("rules") or [])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             aside = path.with_name(path.name + ".unreadable")
@@ -61,7 +160,7 @@ class ControlPlaneStore:
     def text(self) -> str:
         data = {
             "version": VERSION,
-            "registry": self.registry.to_json(),
+            "registry": registry_json(self.registry),
             "rules": self.rules.to_json(),
         }
         return json.dumps(data, indent=1, sort_keys=True)
