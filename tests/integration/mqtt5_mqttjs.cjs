@@ -110,6 +110,7 @@ const scenarios = {
     const { connack } = await connect({
       clientId: '',
       clean: true,
+      keepalive: 5,
       properties: { sessionExpiryInterval: 100000 },
     })
     return {
@@ -186,15 +187,21 @@ const scenarios = {
   async aliasFromClient() {
     const { client: receiver } = await connect()
     await subscribe(receiver, `alias/${tag}/+`)
-    // Set by hand: the topic with alias 3, then the alias alone.
+    // Set by hand: the topic with alias 3, the alias alone, then alias 3 for another topic.
     const { client: manual } = await connect()
     await publish(manual, `alias/${tag}/manual`, 'first', { properties: { topicAlias: 3 } })
     await publish(manual, '', 'second', { properties: { topicAlias: 3 } })
-    // mqtt.js's own: autoAssignTopicAlias picks aliases within the CONNACK's maximum.
+    await publish(manual, `alias/${tag}/other`, 'third', { properties: { topicAlias: 3 } })
+    await publish(manual, '', 'fourth', { properties: { topicAlias: 3 } })
+    // mqtt.js's own: autoAssignTopicAlias picks aliases within the CONNACK's maximum (8),
+    // reusing the least recently used one for the ninth topic and on.
     const { client: auto } = await connect({ autoAssignTopicAlias: true })
-    for (const n of [1, 2, 3]) await publish(auto, `alias/${tag}/auto`, `auto-${n}`)
+    const autoTopics = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9]
+    for (const [n, t] of autoTopics.entries()) {
+      await publish(auto, `alias/${tag}/auto${t}`, `auto-${n}`)
+    }
     const got = []
-    for (let n = 0; n < 5; n++) got.push(summary(await receiver.next()))
+    for (let n = 0; n < 4 + autoTopics.length; n++) got.push(summary(await receiver.next()))
     return {
       received: got.map((m) => [m.topic, m.payload]),
       receivedAliases: got.map((m) => m.properties.topicAlias ?? null),

@@ -4,7 +4,8 @@ scenarios of test_mqtt5.py (paho) where the CRT API allows: connect and the nego
 settings, user properties and correlation data, message expiry, topic aliases both ways
 (``TopicAliasingOptions``), shared subscriptions, request/response, MQTT 5 and 3.1.1
 (paho) together, and a rule reading user properties and republishing with headers
-(aws-iot-current.md, sections 1, 2 and 5).
+(aws-iot-current.md, sections 1, 2 and 5); and, since the CRT client lets a test hold
+its PUBACKs, the client's Receive Maximum, with its Maximum Packet Size.
 
 The CRT client does not show the packets it sends; the outbound topic alias test runs it
 through ``Relay``, a TCP relay keeping the bytes the client sent, and reads its PUBLISH
@@ -77,6 +78,8 @@ class Crt:
         aliasing: mqtt5.TopicAliasingOptions | None = None,
         session: mqtt5.ClientSessionBehaviorType | None = None,
         session_expiry: int | None = None,
+        on_publish: Callable[[mqtt5.PublishReceivedData], None] | None = None,
+        **connect: Any,
     ) -> None:
         self.messages: queue.Queue[mqtt5.PublishPacket] = queue.Queue()
         self.connected: Future[mqtt5.LifecycleConnectSuccessData] = Future()
@@ -113,12 +116,12 @@ class Crt:
                 websocket_handshake_transform=transform,
                 connect_options=mqtt5.ConnectPacket(
                     client_id=self.client_id,
-                    keep_alive_interval_sec=60,
                     session_expiry_interval_sec=session_expiry,
+                    **{"keep_alive_interval_sec": 60, **connect},
                 ),
                 session_behavior=session,
                 topic_aliasing_options=aliasing,
-                on_publish_callback_fn=lambda data: self.messages.put(data.publish_packet),
+                on_publish_callback_fn=on_publish or self._received,
                 on_lifecycle_event_connection_success_fn=on_success,
                 on_lifecycle_event_connection_failure_fn=on_failure,
                 on_lifecycle_event_disconnection_fn=self.disconnects.put,
@@ -127,6 +130,9 @@ class Crt:
             )
         )
         self.client.start()
+
+    def _received(self, data: mqtt5.PublishReceivedData) -> None:
+        self.messages.put(data.publish_packet)
 
     def connack(self) -> mqtt5.LifecycleConnectSuccessData:
         return self.connected.result(TIMEOUT)
@@ -327,12 +333,13 @@ def users(packet: mqtt5.PublishPacket) -> list[tuple[str, str]]:
 
 def test_connect_and_the_negotiated_settings(crt: Any, websocket: bool) -> None:
     """AWS: Maximum QoS 1, Topic Alias Maximum 8, Receive Maximum 100, Subscription
-    Identifiers unavailable, the session expiry lowered to 3600 s, an assigned client ID
-    for an empty one (which the CRT client then uses)."""
+    Identifiers unavailable, the session expiry lowered to 3600 s, the keep-alive raised to
+    30 s, an assigned client ID for an empty one (which the CRT client then uses)."""
     client = crt(
         "",
         session=mqtt5.ClientSessionBehaviorType.CLEAN,
         session_expiry=100_000,
+        keep_alive_interval_sec=5,
         aliasing=mqtt5.TopicAliasingOptions(
             inbound_behavior=mqtt5.InboundTopicAliasBehaviorType.ENABLED, inbound_cache_max_size=5
         ),
@@ -355,6 +362,8 @@ def test_connect_and_the_negotiated_settings(crt: Any, websocket: bool) -> None:
     assert settings.topic_alias_maximum_to_client == 5
     assert settings.subscription_identifiers_available is False
     assert settings.rejoined_session is False
+    assert connack.server_keep_alive_sec == 30  # AWS: a keep-alive of 1-29 s is 30 s
+    assert settings.server_keep_alive_sec == 30
     if websocket:
         assert client.handshake_paths == ["/mqtt"]
 
@@ -400,6 +409,48 @@ def test_user_properties_and_correlation_data_round_trip(crt: Any) -> None:
     assert bare.message_expiry_interval_sec is None
 
 
+def test_receive_maximum_holds_back_qos1_until_acknowledged(crt: Any) -> None:
+    """The client's Receive Maximum (1): one QoS 1 message in flight until the client
+    acknowledges it (the CRT client's manual PUBACK control); QoS 0 is not held back."""
+    base = unique("flow")
+    held: queue.Queue[tuple[bytes, Any]] = queue.Queue()
+
+    def on_publish(data: mqtt5.PublishReceivedData) -> None:
+        take = data.acquire_publish_acknowledgement_control
+        held.put((data.publish_packet.payload, take() if take else None))
+
+    receiver = crt(receive_maximum=1, on_publish=on_publish)
+    receiver.connack()
+    receiver.subscribe(f"{base}/q1")
+    receiver.subscribe(f"{base}/marker", QoS.AT_MOST_ONCE)
+    sender = crt()
+    sender.connack()
+    for n in range(3):
+        sender.publish(f"{base}/q1", str(n))
+    sender.publish(f"{base}/marker", b"marker", QoS.AT_MOST_ONCE)
+    got = [held.get(timeout=TIMEOUT), held.get(timeout=TIMEOUT)]
+    assert [payload for payload, _ in got] == [b"0", b"marker"], "one QoS 1 message in flight"
+    for expected in (b"1", b"2"):
+        receiver.client.invoke_publish_acknowledgement(got[0][1])
+        got = [held.get(timeout=TIMEOUT)]
+        assert got[0][0] == expected
+    receiver.client.invoke_publish_acknowledgement(got[0][1])
+
+
+def test_maximum_packet_size_of_the_client(crt: Any) -> None:
+    """A message over the client's Maximum Packet Size (512, AWS's smallest) is not sent to
+    it; the next one is."""
+    base = unique("small")
+    receiver = crt(maximum_packet_size=512)
+    receiver.connack()
+    receiver.subscribe(base)
+    sender = crt()
+    sender.connack()
+    assert sender.publish(base, b"x" * 600).puback.reason_code == mqtt5.PubackReasonCode.SUCCESS
+    sender.publish(base, b"fits")
+    assert receiver.next().payload == b"fits"
+
+
 def test_message_expiry_is_passed_on_as_what_is_left(crt: Any, paho311: Any) -> None:
     """AWS forwards the Message Expiry Interval as the time left and does not deliver an
     expired message: here to an offline persistent session that comes back (the CRT client
@@ -430,11 +481,10 @@ def test_message_expiry_is_passed_on_as_what_is_left(crt: Any, paho311: Any) -> 
     assert (plain.payload, plain.message_expiry_interval_sec) == (b"plain", None)
 
 
-def test_outbound_topic_aliases_lru(
-    crt: Any, iot: EmulatorHandle, port: int, websocket: bool
-) -> None:
-    """The CRT client's LRU aliasing (within the CONNACK's maximum of 8): the broker
-    resolves the aliases, the receiver gets every topic in full."""
+def test_outbound_topic_aliases_lru(crt: Any, port: int, websocket: bool) -> None:
+    """The CRT client's LRU aliasing within the CONNACK's maximum (8), past 8 topics
+    binding its least recently used aliases again: the broker resolves them all, the
+    receiver gets every topic in full."""
     base = unique("alias-out")
     receiver = crt()
     receiver.connack()
@@ -448,7 +498,7 @@ def test_outbound_topic_aliases_lru(
             ),
         )
         assert sender.connack().negotiated_settings.topic_alias_maximum_to_server == 8
-        topics = ["a", "a", "b", "a", "b"]
+        topics = ["a", "a", "b", "a", "b", *(f"t{n}" for n in range(9)), "t8", "a"]
         for n, t in enumerate(topics):
             done = sender.publish(f"{base}/{t}", str(n))
             assert done.puback.reason_code == mqtt5.PubackReasonCode.SUCCESS
@@ -457,8 +507,14 @@ def test_outbound_topic_aliases_lru(
             (f"{base}/{t}", str(n).encode()) for n, t in enumerate(topics)
         ]
         sent = relay.publishes(websocket)
-        assert [alias for _, alias in sent] == [1, 1, 2, 1, 2], sent
-        assert [topic for topic, _ in sent] == [f"{base}/a", "", f"{base}/b", "", ""], sent
+        assert sent[:5] == [(f"{base}/a", 1), ("", 1), (f"{base}/b", 2), ("", 1), ("", 2)], sent
+        assert [topic for topic, _ in sent].count("") == 4, sent  # the repeats, alias alone
+        assert all(alias is not None and 1 <= alias <= 8 for _, alias in sent), sent
+        bound: dict[int | None, set[str]] = {}
+        for topic, alias in sent:
+            if topic:
+                bound.setdefault(alias, set()).add(topic)
+        assert any(len(topics) > 1 for topics in bound.values()), f"no alias bound again: {sent}"
         assert sender.disconnects.empty()
     finally:
         relay.close()

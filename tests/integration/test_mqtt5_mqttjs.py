@@ -94,8 +94,8 @@ def unhex(value: dict[str, str]) -> bytes:
 
 def test_connack_properties_as_aws_sends_them(url: str) -> None:
     """Maximum QoS 1, Topic Alias Maximum 8, Receive Maximum 100, Subscription Identifiers
-    unavailable, a Session Expiry Interval over the maximum lowered and returned, and an
-    assigned client ID for an empty one."""
+    unavailable, a Session Expiry Interval over the maximum lowered and returned, the
+    keep-alive raised to 30 s, and an assigned client ID for an empty one."""
     result = run("connack", url)
     p = result["properties"]
     assert result["reasonCode"] == 0
@@ -104,6 +104,7 @@ def test_connack_properties_as_aws_sends_them(url: str) -> None:
     assert p["receiveMaximum"] == 100, p
     assert p["subscriptionIdentifiersAvailable"] is False, p
     assert p["sessionExpiryInterval"] == 3600, p
+    assert p["serverKeepAlive"] == 30, "AWS: a keep-alive of 1-29 s is 30 s"
     assigned = p.get("assignedClientIdentifier", "")
     assert assigned.startswith("auto-") and "/" not in assigned, p
 
@@ -139,20 +140,26 @@ def test_message_expiry_is_passed_on_as_what_is_left(url: str) -> None:
 
 
 def test_topic_alias_from_the_client(url: str) -> None:
-    """The broker resolves aliases the client sets, by hand or with mqtt.js's
-    autoAssignTopicAlias; the receiver (no Topic Alias Maximum) gets every topic in full."""
+    """The broker resolves aliases the client sets, by hand (and bound again to another
+    topic) or with mqtt.js's autoAssignTopicAlias (past 8 topics it rebinds the least
+    recently used alias); the receiver (no Topic Alias Maximum) gets every topic in full."""
     result = run("aliasFromClient", url)
-    assert result["manualSent"][1]["topic"] == "", "mqtt.js sent the alias alone"
-    assert [p["topic"] == "" for p in result["autoSent"]] == [False, True, True]
-    tag = result["received"][0][0].split("/")[1]
+    manual = [(p["topic"], p["properties"].get("topicAlias")) for p in result["manualSent"]]
+    tag = manual[0][0].split("/")[1]
+    base = f"alias/{tag}"
+    assert manual == [(f"{base}/manual", 3), ("", 3), (f"{base}/other", 3), ("", 3)]
+    auto = [(p["topic"], p["properties"].get("topicAlias")) for p in result["autoSent"]]
+    assert [topic == "" for topic, _ in auto] == [False, True] + [False] * 9 + [True], auto
+    assert all(1 <= alias <= 8 for _, alias in auto), auto
+    assert auto[10][1] in {alias for _, alias in auto[:9]}, f"an alias bound again: {auto}"
+    auto_topics = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9]
     assert result["received"] == [
-        [f"alias/{tag}/manual", "first"],
-        [f"alias/{tag}/manual", "second"],
-        [f"alias/{tag}/auto", "auto-1"],
-        [f"alias/{tag}/auto", "auto-2"],
-        [f"alias/{tag}/auto", "auto-3"],
-    ]
-    assert result["receivedAliases"] == [None] * 5
+        [f"{base}/manual", "first"],
+        [f"{base}/manual", "second"],
+        [f"{base}/other", "third"],
+        [f"{base}/other", "fourth"],
+    ] + [[f"{base}/auto{t}", f"auto-{n}"] for n, t in enumerate(auto_topics)]
+    assert result["receivedAliases"] == [None] * 16
     assert result["disconnects"] == []
 
 
