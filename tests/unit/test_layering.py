@@ -33,6 +33,8 @@ PURE_MODULES = (
     "emulator.broker.protocol",
     "emulator.broker.lifecycle",
     "emulator.actions.registry",
+    "emulator.observe",
+    "emulator.console.views",
 )
 NO_LOOP = frozenset({"asyncio", "socket", "threading"})
 # datetime.now(), datetime.utcnow(), date.today(): clock reads without importing time
