@@ -166,6 +166,7 @@ class Emulator:
         self.controlplane.add_routes(self.http_app, web_page(config.static_dir))
         self.controlplane.on_rules_change = self._load_rules
         self.controlplane.on_registry_change = self._install_authorizer
+        self.targets.registry = self.controlplane.registry_data
         self.file_policies: PolicySet | None = None
         self.mqtt_tls_listener: TlsListener | None = None
         self._https_server: asyncio.Server | None = None
