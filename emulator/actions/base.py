@@ -69,6 +69,8 @@ class ActionTargets:
     dynamodb: Any = None  # aiobotocore DynamoDB client
     kinesis: Any = None  # aiobotocore Kinesis client
     functions: FunctionInvoker | None = None
+    # get_registry_data(api, thing) in SQL: the iot control plane's registry
+    registry: Callable[[str, str], Any] | None = None
 
 
 class ActionError(Exception):

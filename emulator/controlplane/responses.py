@@ -101,7 +101,7 @@ def _policy_body(policy: Policy) -> Json:
     }
 
 
-def _thing_body(thing: Thing) -> Json:
+def thing_body(thing: Thing) -> Json:
     body: Json = {
         "defaultClientId": thing.name,
         "thingName": thing.name,
@@ -338,7 +338,7 @@ class ControlPlaneResponses:
         )
 
     async def describe_thing(self, request: web.Request) -> web.Response:
-        return web.json_response(_thing_body(self.registry.thing(request.match_info["thingName"])))
+        return web.json_response(thing_body(self.registry.thing(request.match_info["thingName"])))
 
     async def list_things(self, request: web.Request) -> web.Response:
         query = request.query
@@ -353,7 +353,7 @@ class ControlPlaneResponses:
         )
         things = []
         for thing in page.items:
-            item = _thing_body(thing)
+            item = thing_body(thing)
             item.pop("defaultClientId")
             item.pop("thingId")
             things.append(item)

@@ -16,13 +16,14 @@ import ssl
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from emulator.awserrors import Handler
 from emulator.clock import now_ms
 from emulator.controlplane.models import Certificate, Registry
-from emulator.controlplane.responses import ControlPlaneResponses
+from emulator.controlplane.responses import ControlPlaneResponses, thing_body
 from emulator.controlplane.store import ControlPlaneStore
 from emulator.controlplane.topic_rules import TopicRules
 from emulator.controlplane.urls import add_routes
@@ -33,6 +34,7 @@ from emulator.project.model import RuleSpec
 log = logging.getLogger(__name__)
 
 AWS_MQTT_TLS_PORT = 8883
+Json = Any
 
 
 class _LazyIssuer:
@@ -154,6 +156,19 @@ class ControlPlane:
         self.store.mark()
         if self.on_rules_change is not None:
             self.on_rules_change()
+
+    # -- get_registry_data() in SQL ------------------------------------------------------
+    def registry_data(self, api: str, thing_name: str) -> Json:
+        """The answer of ``api`` (DescribeThing or ListThingGroupsForThing) for the thing,
+        as ``get_registry_data()`` returns it; ValueError otherwise (the rule fails)."""
+        thing = self.registry.things.get(thing_name)
+        if thing is None:
+            raise ValueError(f"thing {thing_name} does not exist")
+        if api == "DescribeThing":
+            return thing_body(thing)
+        if api == "ListThingGroupsForThing":
+            return {"thingGroups": []}  # the emulator has no thing groups
+        raise ValueError(f"registryAPI must be DescribeThing or ListThingGroupsForThing, not {api}")
 
     # -- DescribeEndpoint ---------------------------------------------------------------
     def endpoint(self, kind: str) -> str:

@@ -85,6 +85,16 @@ class LoopExternalCalls:
         item = response.get("Item")
         return None if item is None else item_json(item)
 
+    def get_registry_data(self, registry_api: str, thing_name: str, role_arn: str) -> Json:
+        registry = self.targets.registry
+        if registry is None:
+            raise RuleEvaluationError("get_registry_data: no thing registry is running")
+
+        async def read() -> Json:  # on the loop, where the registry changes
+            return registry(registry_api, thing_name)
+
+        return self._wait(read(), f"get_registry_data({registry_api}, {thing_name})")
+
     def aws_lambda(self, function_arn: str, payload: Json) -> Json:
         functions = self.targets.functions
         if functions is None:

@@ -42,6 +42,8 @@ class ExternalCalls(Protocol):
 
     def aws_lambda(self, function_arn: str, payload: Json) -> Json: ...
 
+    def get_registry_data(self, registry_api: str, thing_name: str, role_arn: str) -> Json: ...
+
 
 @dataclass(slots=True)
 class MessageContext:

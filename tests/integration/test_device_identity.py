@@ -441,3 +441,25 @@ async def test_certificates_policies_and_rules_survive_a_restart(kept: Any, tmp_
     finally:
         await client.close()
         await watcher.close()
+
+
+async def test_get_registry_data_reads_the_thing_registry(iot: EmulatorHandle) -> None:
+    api = iot_client(iot)
+    api.create_thing(thingName="lamp-3", attributePayload={"attributes": {"room": "hall"}})
+    api.create_topic_rule(
+        ruleName="registry",
+        topicRulePayload={
+            "sql": (
+                "SELECT get_registry_data('DescribeThing', topic(2), 'arn:aws:iam::1:role/r')"
+                ".attributes.room AS room FROM 'lamps/+/on'"
+            ),
+            "awsIotSqlVersion": "2016-03-23",
+            "actions": [{"republish": {"topic": "lamps/where", "roleArn": f"{ARN}:role/r"}}],
+        },
+    )
+    watcher = await plain_subscriber(iot, "lamps/where")
+    try:
+        await watcher.publish("lamps/lamp-3/on", b"{}", qos=1)
+        assert (await watcher.message_on("lamps/where")).json() == {"room": "hall"}
+    finally:
+        await watcher.close()

@@ -71,9 +71,19 @@ for _name, _min, _max, _since, _service in (
     ("machinelearning_predict", 3, 3, "2015-10-08", "Amazon Machine Learning"),
     ("get_secret", 3, 4, "2015-10-08", "AWS Secrets Manager"),
     ("get_thing_shadow", 2, 3, "2016-03-23", "the Device Shadow service"),
-    ("get_registry_data", 3, 3, "2016-03-23", "the thing registry (device identity)"),
 ):
     register(_name, _min, _max, since=_since)(_aws_only(_name, _service))
+
+
+@register("get_registry_data", 3, 3, external=True, since="2016-03-23")
+def _get_registry_data(env: Env, args: list[Any]) -> Any:
+    """The answer of DescribeThing or ListThingGroupsForThing for a thing of the
+    emulator's registry (the iot control plane)."""
+    ext = env.msg.external
+    if ext is None:
+        raise RuleEvaluationError("get_registry_data: no thing registry is connected")
+    api, thing, role = (to_json(a) for a in args)
+    return _from_json(ext.get_registry_data(str(api), str(thing), str(role)))
 
 
 # -- MQTT 5 properties ---------------------------------------------------------------
