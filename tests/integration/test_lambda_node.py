@@ -181,3 +181,14 @@ async def test_the_original_chats_function_runs_with_its_parameter_on_the_instal
     result = await invoke(em, "ChatFunction", {"clientId": "c1", "connected": True})
     assert "FunctionError" not in result, result["body"]
     assert result["body"] == {"endpoint": "127.0.0.1:8883", "function": "ChatFunction"}
+
+
+async def test_a_handler_module_that_is_not_there_is_an_import_error(
+    node: EmulatorHandle,
+) -> None:
+    """What the original chat's function met under the Python client, now as AWS's Node.js
+    runtime reports it: the init error, through Invoke."""
+    result = await invoke(node, "node-missing", {})
+    assert result["FunctionError"] == "Unhandled"
+    assert result["body"]["errorType"] == "Runtime.ImportModuleError"
+    assert "Cannot find module 'nowhere'" in result["body"]["errorMessage"]
