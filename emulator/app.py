@@ -165,7 +165,7 @@ class Emulator:
         )
         self.controlplane.add_routes(self.http_app, web_page(config.static_dir))
         self.controlplane.on_rules_change = self._load_rules
-        self.controlplane.on_registry_change = self._install_authorizer
+        self.controlplane.on_registry_change = self._registry_changed
         self.targets.registry = self.controlplane.registry_data
         self.file_policies: PolicySet | None = None
         self.mqtt_tls_listener: TlsListener | None = None
@@ -306,6 +306,10 @@ class Emulator:
         """The engine's rules: the project's files and the API's (controlplane/topic_rules.py
         says which wins on a name)."""
         self.rules.load(self.controlplane.rules.merged(self.project))
+
+    def _registry_changed(self) -> None:
+        self._install_authorizer()
+        self.controlplane.close_refused(self.broker.iot_sessions.values())
 
     def _install_authorizer(self) -> None:
         """Certificates' policies once a certificate exists (IdentityAuthorizer), beside the

@@ -14,13 +14,14 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from emulator.awserrors import Handler
+from emulator.broker.sessions import Session
 from emulator.clock import now_ms
 from emulator.controlplane.models import Certificate, Registry
 from emulator.controlplane.responses import ControlPlaneResponses, thing_body
@@ -82,6 +83,7 @@ class ControlPlane:
         self.host = "localhost"
         self._contexts: list[ssl.SSLContext] = []
         self._trusted: set[str] = set()
+        self._admitted: set[str] = set()  # certificate IDs the TLS listener let in
 
     @property
     def authority(self) -> LocalAuthority:
@@ -138,7 +140,33 @@ class ControlPlane:
         return self.authority.https_context()
 
     def admit(self, der: bytes) -> str | None:
-        return self.registry.admit(der)
+        principal = self.registry.admit(der)
+        if principal is not None:
+            self._admitted.add(principal)
+        return principal
+
+    def close_refused(self, sessions: Iterable[Session]) -> int:
+        """Close the connections of certificates that are no longer registered and ACTIVE
+        (UpdateCertificate, DeleteCertificate): AWS disconnects them "within a few
+        minutes", the emulator at once. Returns how many it closed."""
+        closed = 0
+        for session in list(sessions):
+            identity, link = session.identity, session.link
+            if identity is None or link is None or identity.principal not in self._admitted:
+                continue
+            if identity.principal == identity.username:
+                continue  # a username on a plain port, not a certificate
+            cert = self.registry.certificates.get(identity.principal)
+            if cert is None or cert.status != "ACTIVE":
+                log.info(
+                    "closing client %s: its certificate %s is %s",
+                    identity.client_id,
+                    identity.principal,
+                    "deleted" if cert is None else cert.status,
+                )
+                link.close()
+                closed += 1
+        return closed
 
     # -- changes ----------------------------------------------------------------------
     def _registry_changed(self) -> None:

@@ -463,3 +463,20 @@ async def test_get_registry_data_reads_the_thing_registry(iot: EmulatorHandle) -
         assert (await watcher.message_on("lamps/where")).json() == {"room": "hall"}
     finally:
         await watcher.close()
+
+
+async def test_deactivating_a_certificate_disconnects_its_devices(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "cut")
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    client = device(iot, made, "cut-1")
+    try:
+        await client.connect()
+        api.update_certificate(certificateId=made["certificateId"], newStatus="REVOKED")
+        await client.wait_disconnected()
+    finally:
+        await client.close()
+    assert await refused(device(iot, made, "cut-1"))
