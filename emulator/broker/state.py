@@ -369,14 +369,21 @@ class BrokerState:
             del self.retained[topic_filter]
             self.revision += 1
             return None
-        if min(granted & QOS_MASK, retained.qos):
+        o = Outgoing(retained.topic, retained.payload, True, props)
+        if not min(granted & QOS_MASK, retained.qos):
+            return self._encode(session, o, 0, 0, False, now)
+        # QoS 1 as ``_deliver5`` sends it: within the in-flight window (MQTT 5: the
+        # client's Receive Maximum), else queued for a PUBACK to free a slot; in flight
+        # only if sent (not over the client's Maximum Packet Size).
+        if len(session.inflight) < session.max_inflight and len(session.queued) <= session.stored:
             packet_id = session.allocate_packet_id()
-            o = Outgoing(retained.topic, retained.payload, True, props)
-            session.inflight[packet_id] = o
-            return self._encode(session, o, 1, packet_id, False, now)
-        return self._encode(
-            session, Outgoing(retained.topic, retained.payload, True, props), 0, 0, False, now
-        )
+            data = self._encode(session, o, 1, packet_id, False, now)
+            if data is not None:
+                session.inflight[packet_id] = o
+            return data
+        if self._queue(session, o, now):
+            session.backlog += len(o.payload)
+        return None
 
     def _encode(
         self, session: Session, o: Outgoing, qos: int, packet_id: int, dup: bool, now: int
