@@ -437,18 +437,53 @@ def test_receive_maximum_holds_back_qos1_until_acknowledged(crt: Any) -> None:
     receiver.client.invoke_publish_acknowledgement(got[0][1])
 
 
-def test_maximum_packet_size_of_the_client(crt: Any) -> None:
-    """A message over the client's Maximum Packet Size (512, AWS's smallest) is not sent to
-    it; the next one is."""
-    base = unique("small")
-    receiver = crt(maximum_packet_size=512)
-    receiver.connack()
-    receiver.subscribe(base)
+def test_retained_messages_on_subscribe_keep_to_the_receive_maximum(crt: Any) -> None:
+    """Retained QoS 1 messages sent on a SUBSCRIBE count against the client's Receive
+    Maximum too: one, then the next after its PUBACK."""
+    base = unique("flow-retained")
     sender = crt()
     sender.connack()
-    assert sender.publish(base, b"x" * 600).puback.reason_code == mqtt5.PubackReasonCode.SUCCESS
-    sender.publish(base, b"fits")
+    for name in ("a", "b"):
+        sender.publish(f"{base}/{name}", name, retain=True)
+    held: queue.Queue[tuple[bytes, Any]] = queue.Queue()
+
+    def on_publish(data: mqtt5.PublishReceivedData) -> None:
+        take = data.acquire_publish_acknowledgement_control
+        held.put((data.publish_packet.payload, take() if take else None))
+
+    receiver = crt(receive_maximum=1, on_publish=on_publish)
+    receiver.connack()
+    receiver.subscribe(f"{base}/marker", QoS.AT_MOST_ONCE)
+    packet = mqtt5.SubscribePacket(
+        [mqtt5.Subscription(f"{base}/{name}", QoS.AT_LEAST_ONCE) for name in ("a", "b")]
+    )
+    assert receiver.client.subscribe(packet).result(TIMEOUT).reason_codes == [1, 1]
+    sender.publish(f"{base}/marker", b"marker", QoS.AT_MOST_ONCE)
+    got = [held.get(timeout=TIMEOUT), held.get(timeout=TIMEOUT)]
+    assert [payload for payload, _ in got] == [b"a", b"marker"], "one QoS 1 message in flight"
+    receiver.client.invoke_publish_acknowledgement(got[0][1])
+    payload, handle = held.get(timeout=TIMEOUT)
+    assert payload == b"b"
+    receiver.client.invoke_publish_acknowledgement(handle)
+    for name in ("a", "b"):
+        sender.publish(f"{base}/{name}", b"", retain=True)  # cleared
+
+
+def test_maximum_packet_size_of_the_client(crt: Any) -> None:
+    """A message over the client's Maximum Packet Size (512, AWS's smallest) is not sent to
+    it, retained or live, and takes none of its Receive Maximum (1): the next one is."""
+    base = unique("small")
+    sender = crt()
+    sender.connack()
+    sender.publish(f"{base}/retained", b"x" * 600, retain=True)
+    receiver = crt(maximum_packet_size=512, receive_maximum=1)
+    receiver.connack()
+    receiver.subscribe(f"{base}/retained")
+    receiver.subscribe(f"{base}/live")
+    assert sender.publish(f"{base}/live", b"x" * 600).puback.reason_code == 0
+    sender.publish(f"{base}/live", b"fits")
     assert receiver.next().payload == b"fits"
+    sender.publish(f"{base}/retained", b"", retain=True)  # cleared
 
 
 def test_message_expiry_is_passed_on_as_what_is_left(crt: Any, paho311: Any) -> None:
