@@ -480,3 +480,57 @@ async def test_deactivating_a_certificate_disconnects_its_devices(
     finally:
         await client.close()
     assert await refused(device(iot, made, "cut-1"))
+
+
+async def test_alpn_x_amzn_mqtt_ca_is_selected(iot: EmulatorHandle, tmp_path: Path) -> None:
+    """What a device on AWS's port 443 offers (protocols.md): the MQTT port accepts it."""
+    api = iot_client(iot)
+    made = new_device(api, tmp_path, "alpn")
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    context = ssl.create_default_context(cafile=ca_file(iot))
+    context.load_cert_chain(made["cert"], made["key"])
+    context.set_alpn_protocols(["x-amzn-mqtt-ca"])
+    client = TestClient("localhost", tls_port(iot), "alpn-1")
+    client.client.tls_set_context(context)
+    try:
+        await client.connect()
+        tls = client.client.socket()
+        assert isinstance(tls, ssl.SSLSocket)
+        assert tls.selected_alpn_protocol() == "x-amzn-mqtt-ca"
+    finally:
+        await client.close()
+
+
+async def test_a_file_rule_wins_its_name_over_the_api(
+    iot_emulators: ThreadedEmulatorFactory, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - ruleName: shared\n"
+        "    sql: SELECT * FROM 'file/in'\n"
+        "    actions:\n"
+        "      - republish: {topic: file/out, roleArn: 'arn:aws:iam::123456789012:role/r'}\n"
+    )
+    handle = iot_emulators(rules=[str(rules)], backend="auto")
+    api = iot_client(handle)
+    payload = {
+        "sql": "SELECT * FROM 'api/in'",
+        "actions": [{"republish": {"topic": "api/out", "roleArn": f"{ARN}:role/r"}}],
+    }
+    with pytest.raises(ClientError) as created:
+        api.create_topic_rule(ruleName="shared", topicRulePayload=payload)
+    assert created.value.response["Error"]["Code"] == "ResourceAlreadyExistsException"
+    with pytest.raises(ClientError) as replaced:
+        api.replace_topic_rule(ruleName="shared", topicRulePayload=payload)
+    assert replaced.value.response["Error"]["Code"] == "InvalidRequestException"
+    assert "edit the file" in replaced.value.response["Error"]["Message"]
+    rule = api.get_topic_rule(ruleName="shared")["rule"]
+    assert rule["sql"] == "SELECT * FROM 'file/in'"
+    assert rule["actions"] == [
+        {"republish": {"topic": "file/out", "roleArn": "arn:aws:iam::123456789012:role/r"}}
+    ]
+    api.create_topic_rule(ruleName="own", topicRulePayload=payload)
+    listed = {r["ruleName"]: r["topicPattern"] for r in api.list_topic_rules()["rules"]}
+    assert listed == {"shared": "file/in", "own": "api/in"}
