@@ -4,7 +4,8 @@ Warm: synchronous invocations of a warm worker, through the function service dir
 a rule's action costs, minus the queue) and through the Lambda Invoke API over HTTP (what
 boto3 in a test does), for the Python no-op (awslambdaric) and the Node.js one (AWS's
 aws-lambda-ric). Cold: one invocation right after the function's workers were retired, so
-it starts a worker process, its runtime client and the handler module first.
+it starts a worker process, its runtime client and the handler module first (for Node.js,
+a CommonJS and an ES module handler: the latter's worker registers the resolve hook).
 
     python -m benchmarks.lambda_invoke [--count 2000] [--cold 20]
 """
@@ -25,6 +26,7 @@ from emulator.config import load_config
 RULES = Path(__file__).parent / "rules" / "lambda"
 NODE_RULES = Path(__file__).parent / "rules" / "lambda-node"
 FUNCTIONS = {"python": "bench-noop", "nodejs": "bench-noop-node"}
+COLD = {**FUNCTIONS, "nodejs ES module": "bench-noop-node-esm"}
 
 
 def summary(samples: list[float]) -> str:
@@ -87,7 +89,7 @@ async def measure(count: int, cold_count: int) -> None:
             direct, over_http = await warm(em, name, count)
             print(f"{runtime} warm invoke, function service: {summary(direct)}")
             print(f"{runtime} warm invoke, Invoke API over HTTP: {summary(over_http)}")
-        for runtime, name in FUNCTIONS.items():
+        for runtime, name in COLD.items():
             print(
                 f"{runtime} cold start (new worker + invoke): {summary(await cold(em, name, cold_count))}"
             )

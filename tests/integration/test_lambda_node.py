@@ -53,6 +53,7 @@ async def test_a_commonjs_async_handler_gets_the_event_context_and_environment(
     assert result["StatusCode"] == 200 and "FunctionError" not in result, result["body"]
     body = result["body"]
     assert body["event"] == {"hello": "world"}
+    assert body["sdk"] == "function"  # require("@aws-sdk/lib-dynamodb") without shipping it
     context = body["context"]
     assert context["functionName"] == "node-echo"
     assert context["functionVersion"] == "$LATEST"

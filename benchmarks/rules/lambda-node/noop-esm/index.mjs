@@ -1,2 +1,2 @@
-// The no-op handler whose warm invoke is the Node.js runtime's overhead.
+// The no-op as an ES module: its cold start includes the resolve hook (bootstrap.mjs).
 export const handler = async () => ({ ok: true });
