@@ -254,6 +254,8 @@ class MqttProtocol:
         self.v5 = False  # MQTT 5 (CONNECT protocol level 5)
         self._aliases: dict[int, str] = {}  # MQTT 5 topic aliases the client set
         self._goodbye: bytes | None = None  # MQTT 5 DISCONNECT to send before closing
+        # MQTT 5 Request Problem Information: 0 forbids Reason Strings on acknowledgements
+        self._problem_info = True
         # sourceip() of this client's messages: the TCP or WebSocket peer's address
         self._source_ip: str | None = link.peer_ip
 
@@ -579,6 +581,7 @@ class MqttProtocol:
             session.max_inflight = min(quotas.max_inflight, packet.receive_maximum)
             session.max_packet = packet.maximum_packet_size
             session.alias_max = min(packet.topic_alias_maximum, quotas.topic_alias_max)
+            self._problem_info = packet.request_problem_info
             out.append(
                 codec5.encode_connack(
                     present,
@@ -795,7 +798,8 @@ class MqttProtocol:
         detail = f"not authorized to publish on {topic!r}"
         if self.v5 and packet_id is not None:
             log.warning("%s: %s", self.name, detail)
-            out.append(codec5.encode_puback(packet_id, codec5.NOT_AUTHORIZED, detail))
+            reason = detail if self._problem_info else None  # MQTT 5 [MQTT-3.1.2-29]
+            out.append(codec5.encode_puback(packet_id, codec5.NOT_AUTHORIZED, reason))
             return True
         self._close(DisconnectReason.FORBIDDEN_ACCESS, detail)
         return False

@@ -1,8 +1,8 @@
-"""MQTT 5 flow control of the retained messages a SUBSCRIBE sends, in the pure broker: the
-client's Receive Maximum bounds them like any other QoS 1 delivery, and one the client's
-Maximum Packet Size keeps from being sent holds no in-flight slot. Found with the AWS CRT
-client (tests/integration/test_mqtt5_crt.py), whose Receive Maximum and manual PUBACKs
-show what is in flight."""
+"""MQTT 5 in the pure broker, what the AWS CRT client (tests/integration/test_mqtt5_crt.py)
+found: the retained messages a SUBSCRIBE sends keep to the client's Receive Maximum like
+any other QoS 1 delivery, and one the client's Maximum Packet Size keeps from being sent
+holds no in-flight slot; a client that sets Request Problem Information to 0 gets no
+Reason String on a PUBACK."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import struct
 
 from emulator.broker import codec, codec5
 from emulator.broker import properties as p
-from emulator.broker.protocol import MqttProtocol
+from emulator.broker.auth import ClientIdentity, Decision
+from emulator.broker.protocol import ConnState, MqttProtocol
 from tests.unit.test_connection_protocol import NOW, World, messages, writes
 from tests.unit.test_mqtt5_state import connected5, frames, publish5, publish_from, sent, subscribe5
 
@@ -57,3 +58,27 @@ def test_a_retained_message_over_the_maximum_packet_size_holds_no_inflight_slot(
     assert not [f for f in frames(writes(out)) if f.type == codec.PUBLISH]
     publish_from(world, sender, publish5("live", b"after", 1, 2))
     assert [(m.topic, m.payload) for m, _ in sent(link)] == [("live", b"after")]
+
+
+class DenyPublishOn:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def check(self, identity: ClientIdentity, action: str, resource: str) -> Decision:
+        return Decision(not (action == "iot:Publish" and resource == self.topic), "test")
+
+
+def test_no_reason_string_on_puback_when_the_client_asks_for_no_problem_information() -> None:
+    """MQTT 5, 3.1.2.11.7: with Request Problem Information 0 the server MUST NOT send a
+    Reason String on any packet but PUBLISH, CONNACK and DISCONNECT; the PUBACK 0x87 of a
+    denied publish keeps its reason code. With the default (1), the reason is given."""
+    world = World()
+    world.state.set_authorizer(DenyPublishOn("denied/t"))
+    for problem_info, reason_string in ((0, None), (1, "not authorized to publish on 'denied/t'")):
+        client, _, _ = connected5(world, f"c{problem_info}", {p.REQUEST_PROBLEM_INFO: problem_info})
+        out = client.receive(publish5("denied/t", b"x", 1, 7), NOW)
+        (frame,) = frames(writes(out))
+        assert frame.type == codec.PUBACK and frame.body[:3] == b"\x00\x07\x87"
+        props, _ = p.decode(frame.body, 3, p.ACK_PROPERTIES, "PUBACK")
+        assert props.get(p.REASON_STRING) == reason_string
+        assert client.state is ConnState.CONNECTED
