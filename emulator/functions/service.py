@@ -421,9 +421,13 @@ class FunctionService:
     def _pool(self, name_or_arn: str) -> FunctionPool | None:
         pool = self.pools.get(function_name_of(name_or_arn))
         if pool is not None and not pool.env:
-            env = self._env(pool.spec)
+            spec = pool.spec
+            env = self._env(spec)
             with contextlib.suppress(RuntimeUnavailable):  # said at start-up and per invocation
-                env.update(launch(pool.spec, self.config.node_modules, self._node).env)
+                # The runtime's paths, unless the function sets them itself (as AWS's
+                # bootstrap keeps a NODE_PATH the function's configuration gives).
+                runtime_env = launch(spec, self.config.node_modules, self._node).env
+                env.update({k: v for k, v in runtime_env.items() if k not in spec.environment})
             pool.env = env
         return pool
 
