@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -35,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from emulator.broker import codec5
 from emulator.broker import properties as props5
 from emulator.broker.codec import PUBLISH, FrameReader
-from emulator.pytest_plugin import EmulatorHandle, emulator_in_thread
+from emulator.pytest_plugin import EmulatorHandle, ThreadedEmulatorFactory, emulator_in_thread
 
 TIMEOUT = 10.0
 _ids = itertools.count()
@@ -484,6 +485,43 @@ def test_maximum_packet_size_of_the_client(crt: Any) -> None:
     sender.publish(f"{base}/live", b"fits")
     assert receiver.next().payload == b"fits"
     sender.publish(f"{base}/retained", b"", retain=True)  # cleared
+
+
+def test_a_denied_qos1_publish_gets_puback_0x87_and_stays_connected(
+    iot_emulators: ThreadedEmulatorFactory, tmp_path: Path, websocket: bool
+) -> None:
+    """AWS lists 0x87 among its PUBACK codes: the client stays connected. The Reason String
+    comes with it unless the client set Request Problem Information to 0."""
+    policy = tmp_path / "policy.json"
+    policy.write_text(
+        '{"Version": "2012-10-17", "Statement": ['
+        '{"Effect": "Allow", "Action": ["iot:Connect", "iot:Subscribe", "iot:Receive"],'
+        ' "Resource": "*"},'
+        '{"Effect": "Allow", "Action": "iot:Publish",'
+        ' "Resource": "arn:aws:iot:*:*:topic/allowed/*"}]}'
+    )
+    iot = iot_emulators(rules=[], policies=[str(policy)])
+    port = iot.emulator.http_port if websocket else iot.mqtt_port
+    assert port is not None
+    made = []
+    try:
+        for problem_info in (None, False):
+            client = Crt(iot.host, port, websocket, request_problem_information=problem_info)
+            made.append(client)
+            client.connack()
+            client.subscribe("allowed/t")
+            puback = client.publish("denied/t", b"x").puback
+            assert puback.reason_code == mqtt5.PubackReasonCode.NOT_AUTHORIZED
+            if problem_info is None:
+                assert puback.reason_string == "not authorized to publish on 'denied/t'"
+            else:
+                assert puback.reason_string is None
+            client.publish("allowed/t", b"still here")
+            assert client.next().payload == b"still here"
+            assert client.disconnects.empty()
+    finally:
+        for client in made:
+            client.close()
 
 
 def test_message_expiry_is_passed_on_as_what_is_left(crt: Any, paho311: Any) -> None:
