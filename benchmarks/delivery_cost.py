@@ -6,7 +6,9 @@ real packets over in-memory links, and the subscriber's link only counts writes.
 
 - ``pass``: a client's PUBLISH on ``pt`` delivered to one subscriber;
 - ``chat``: a PUBLISH on ``chat/out`` through benchmarks/rules/chat (the republish rule)
-  delivered on ``chat/pub/r1``: two publishes, a JSON parse, the SQL, a JSON encode.
+  delivered on ``chat/pub/r1``: two publishes, a JSON parse, the SQL, a JSON encode;
+- ``pass5``: ``pass`` with MQTT 5 clients (a PUBLISH without properties);
+- ``props5``: ``pass5`` with a content type and two user properties, kept end to end.
 
 The socket scenarios (``python -m benchmarks``) include the kernel and the load generators;
 this one isolates the Python work, for profiling (``--profile`` prints cProfile's top).
@@ -24,7 +26,8 @@ import time
 
 from benchmarks.scenarios import RULES
 from emulator.actions.base import ActionTargets
-from emulator.broker import codec
+from emulator.broker import codec, codec5
+from emulator.broker import properties as p5
 from emulator.broker.broker import IoTBroker
 from emulator.broker.connection import Connection
 from emulator.broker.protocol import MqttProtocol
@@ -36,6 +39,7 @@ from emulator.testing import connect_packet, mqtt_string
 from emulator.transport.memory import MemoryLink, link_pair
 
 BATCH = 100  # frames per loop turn, as one socket read would bring
+PATHS = ("pass", "chat", "pass5", "props5")
 MESSAGES = 100_000
 ROUNDS = 7
 
@@ -63,11 +67,20 @@ def _subscribe_frame(topic_filter: str) -> bytes:
     return bytes([(codec.SUBSCRIBE << 4) | 0x02]) + codec.encode_length(len(body)) + body
 
 
-def _connect(broker: IoTBroker, client_id: str, link: MemoryLink) -> Connection:
+def _connect5(client_id: str) -> bytes:
+    body = mqtt_string("MQTT") + b"\x05\x02\x02\x58\x00" + mqtt_string(client_id)
+    return bytes([codec.CONNECT << 4]) + codec.encode_length(len(body)) + body
+
+
+PROPS5 = {p5.CONTENT_TYPE: "application/json", p5.USER_PROPERTY: (("k", "v"), ("app", "bench"))}
+
+
+def _connect(broker: IoTBroker, client_id: str, link: MemoryLink, v5: bool = False) -> Connection:
     """A connection of ``broker`` after its CONNECT, driven by hand (no reader task)."""
     protocol = MqttProtocol(broker.state, broker.publish_check, link, lambda: client_id, now_ms())
     conn = Connection(link, protocol, broker)
-    conn.apply(protocol.receive(connect_packet(client_id), now_ms()))
+    packet = _connect5(client_id) if v5 else connect_packet(client_id)
+    conn.apply(protocol.receive(packet, now_ms()))
     return conn
 
 
@@ -82,13 +95,24 @@ async def measure(
     engine.load(load_project([RULES / "chat"]))
     broker.set_on_message(engine.handle)
     topic, delivered_on = ("chat/out", "chat/pub/r1") if path == "chat" else ("pt", "pt")
+    v5 = path in ("pass5", "props5")
     sub_link = CountingLink()
-    sub = _connect(broker, "sub", sub_link)
-    sub.apply(sub.protocol.receive(_subscribe_frame(delivered_on), now_ms()))
+    sub = _connect(broker, "sub", sub_link, v5)
+    subscribe = _subscribe_frame(delivered_on)
+    if v5:  # MQTT 5's SUBSCRIBE has a property length before its filters
+        subscribe = subscribe[:2] + b"\x00\x01\x00" + subscribe[4:]
+        subscribe = subscribe[:1] + codec.encode_length(len(subscribe) - 2) + subscribe[2:]
+    sub.apply(sub.protocol.receive(subscribe, now_ms()))
     _, pub_link = link_pair()
-    pub = _connect(broker, "pub", pub_link)
+    pub = _connect(broker, "pub", pub_link, v5)
     protocol = pub.protocol
-    batch = _publish_frame(topic, b'{"room": "/r1", "message": "hello"}') * BATCH
+    payload = b'{"room": "/r1", "message": "hello"}'
+    if v5:
+        props = p5.encode(PROPS5 if path == "props5" else {})
+        frame = codec5.encode_publish(topic.encode(), payload, 0, False, 0, False, props)
+    else:
+        frame = _publish_frame(topic, payload)
+    batch = frame * BATCH
     before = sub_link.writes
 
     async def run(n: int) -> None:
@@ -135,7 +159,7 @@ def main() -> None:
         run = uvloop.run
     except ImportError:  # pragma: no cover
         run = asyncio.run
-    costs = {path: run(measure(path, args.profile)) for path in ("pass", "chat")}
+    costs = {path: run(measure(path, args.profile)) for path in PATHS}
     for path, cost in costs.items():
         print(f"{path:5} {cost:6.2f} us/message")
     print(

@@ -64,11 +64,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--repo", type=Path, default=REPO)
+    parser.add_argument(
+        "--path",
+        action="append",
+        help="pass, chat, pass5 (MQTT 5), props5 (MQTT 5 with properties); default: all "
+        "(pass and chat for a --repo from before MQTT 5)",
+    )
     args = parser.parse_args()
-    costs = {p: per_message(args.repo.resolve(), p, args.messages) for p in ("pass", "chat")}
+    paths = args.path or ["pass", "chat", "pass5", "props5"]
+    costs = {p: per_message(args.repo.resolve(), p, args.messages) for p in paths}
     for path, cost in costs.items():
         print(f"{path:5} {cost:9,.0f} instructions/message")
-    print(f"chat / pass: {costs['chat'] / costs['pass']:.2f}x")
+    if "chat" in costs and "pass" in costs:
+        print(f"chat / pass: {costs['chat'] / costs['pass']:.2f}x")
 
 
 if __name__ == "__main__":

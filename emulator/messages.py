@@ -9,21 +9,26 @@ one rule, past the subscribers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # MQTT 5's payload format indicator values, as AWS spells them (get_mqtt_property,
 # the republish action's headers, the data plane's x-amz-mqtt5-payload-format-indicator).
 FORMAT_NAMES = ("UNSPECIFIED_BYTES", "UTF8_DATA")
 
 
-@dataclass(frozen=True, slots=True)
-class PublishProperties:
+class PublishProperties(NamedTuple):
     """The MQTT 5 properties of a message that travel with it to every subscriber, the
     rules engine and a republish (aws-iot-current.md, sections 1 and 5). None on a message
     without any, which is every MQTT 3.1.1 message: the usual message pays nothing.
 
     ``expires_at`` is the message expiry as a time (ms since the epoch), so a message that
     waits (queued, retained, a delayed Last Will) is passed on with what is left of it, and
-    not delivered once it has passed. ``payload_format`` is 0 (bytes) or 1 (UTF-8)."""
+    not delivered once it has passed. ``payload_format`` is 0 (bytes) or 1 (UTF-8).
+    ``wire``: the property section as the publisher sent it, when it can be sent on as it
+    is (no expiry, no topic alias): one bytes object for every subscriber.
+
+    A named tuple, not a frozen dataclass: one is built per MQTT 5 message with
+    properties, and a tuple is several times cheaper to build."""
 
     payload_format: int = 0
     expires_at: int | None = None
@@ -31,6 +36,7 @@ class PublishProperties:
     response_topic: str | None = None
     correlation_data: bytes | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
+    wire: bytes | None = None
 
     def expired(self, now: int) -> bool:
         expires_at = self.expires_at

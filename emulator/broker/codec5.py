@@ -79,7 +79,7 @@ def _utf8(raw: bytes, what: str) -> str:
 # -- PUBLISH (hot path) ------------------------------------------------------------------
 def decode_publish(frame: Frame) -> tuple[Publish, p.Properties]:
     """An MQTT 5 PUBLISH: the fields MQTT 3.1.1 has, and its properties (``p.NONE``, the
-    shared empty dict, when it has none)."""
+    shared empty dict, when it has none; the section's bytes under ``p.WIRE``)."""
     body = frame.body
     size = len(body)
     if size < 3:
@@ -103,7 +103,9 @@ def decode_publish(frame: Frame) -> tuple[Publish, p.Properties]:
         props = p.NONE
         end += 1
     else:
+        start = end
         props, end = p.decode(body, end, p.PUBLISH_PROPERTIES, "PUBLISH")
+        props[p.WIRE] = body[start:end]
     publish = _new_tuple(
         Publish, (topic, body[end:], qos, flags & 1 == 1, flags & 8 == 8, packet_id)
     )
@@ -117,6 +119,9 @@ def message_properties(props: p.Properties, now: int) -> PublishProperties | Non
     if not props:
         return None
     expiry = props.get(p.MESSAGE_EXPIRY)
+    wire = props.get(p.WIRE)
+    if expiry is not None or p.TOPIC_ALIAS in props:
+        wire = None  # re-encoded per delivery: what is left of the expiry, no alias
     payload_format = props.get(p.PAYLOAD_FORMAT, 0)
     if payload_format > 1:
         raise ProtocolError(f"Payload Format Indicator {payload_format}", PROTOCOL_ERROR)
@@ -137,7 +142,7 @@ def message_properties(props: p.Properties, now: int) -> PublishProperties | Non
     if expiry is not None:
         expires_at = now + 1000 * min(max(expiry, 1), MAX_MESSAGE_EXPIRY)
     return PublishProperties(
-        payload_format, expires_at, content_type, response_topic, correlation, users
+        payload_format, expires_at, content_type, response_topic, correlation, users, wire
     )
 
 
@@ -151,6 +156,9 @@ def publish_properties(props: PublishProperties | None, now: int, alias: int = 0
         if not alias:
             return b"\x00"
         return b"\x03\x23" + struct.pack("!H", alias)
+    wire = props.wire
+    if wire is not None and not alias:
+        return wire
     expiry = None
     if props.expires_at is not None:
         expiry = max(0, (props.expires_at - now) // 1000)

@@ -107,6 +107,7 @@ AUTH_PROPERTIES = frozenset({AUTH_METHOD, AUTH_DATA, REASON_STRING, USER_PROPERT
 
 Properties = dict[int, Any]
 NONE: Properties = {}
+WIRE = -1  # not a property: where codec5 keeps a PUBLISH's property section as received
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -181,7 +182,19 @@ def decode(data: bytes, pos: int, allowed: frozenset[int], packet: str) -> tuple
         elif kind_type == VARINT:
             value, pos = read_varint(data, pos)
         elif kind_type == STRING:
-            value, pos = read_string(data, pos, name)
+            start = pos + 2
+            if start > end:
+                raise ProtocolError(f"{name} truncated", MALFORMED)
+            stop = start + (data[pos] << 8 | data[pos + 1])
+            if stop > end:
+                raise ProtocolError(f"{name} truncated", MALFORMED)
+            try:
+                value = data[start:stop].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(f"{name} is not valid UTF-8", MALFORMED) from exc
+            if "\x00" in value:
+                raise ProtocolError(f"{name} contains U+0000", MALFORMED)
+            pos = stop
         elif kind_type == BINARY:
             value, pos = read_binary(data, pos, name)
         else:

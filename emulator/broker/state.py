@@ -472,6 +472,7 @@ class BrokerState:
                     targets[client_id] = granted
         topic_bytes = topic.encode()
         qos0_bytes: bytes | None = None
+        qos0_bytes5: bytes | None = None  # MQTT 5, for clients without aliases or a size cap
         sessions = self.sessions
         buffer_cap = self._buffer_cap
         for client_id, granted in targets.items():
@@ -497,7 +498,20 @@ class BrokerState:
                         self._queue(session, Outgoing(topic, payload, False, props), now)
                     continue
                 if session.protocol == 5 or granted > QOS_MASK:
-                    self._deliver5(session, link, topic, payload, granted, props, now)
+                    if granted == 0 and not session.alias_max and session.max_packet is None:
+                        if qos0_bytes5 is None:
+                            qos0_bytes5 = codec5.encode_publish(
+                                topic_bytes,
+                                payload,
+                                0,
+                                False,
+                                0,
+                                False,
+                                codec5.publish_properties(props, now),
+                            )
+                        link.write(qos0_bytes5)
+                    else:
+                        self._deliver5(session, link, topic, payload, granted, props, now)
                 elif granted == 0:
                     if qos0_bytes is None:
                         qos0_bytes = encode_publish(topic_bytes, payload, 0, False)
