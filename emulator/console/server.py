@@ -271,4 +271,9 @@ class Console:
 
 def _sse(name: str | None, data: Json) -> bytes:
     head = f"event: {name}\n" if name else ""
-    return f"{head}data: {dumps(data)}\n\n".encode()
+    try:
+        text = dumps(data)
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: say so, go on
+        log.warning("console: an event could not be sent: %s", exc)
+        text = dumps({"error": f"an event could not be sent: {exc}"} if name else [])
+    return f"{head}data: {text}\n\n".encode()

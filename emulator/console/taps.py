@@ -32,6 +32,8 @@ from emulator.messages import InboundMessage, IngestMessage
 from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub
 from emulator.rules.engine import RulesEngine
 
+log = logging.getLogger(__name__)
+
 Json = Any
 LAMBDA_LOGGER = "lambda"  # functions/workers.py: logging.getLogger(f"lambda.{name}")
 
@@ -208,6 +210,13 @@ class ConsoleTaps:
 
     # -- the taps ---------------------------------------------------------------------
     def message(self, msg: InboundMessage) -> None:
+        try:
+            self._seen(msg)
+        except Exception:  # the console's fault must not cost the message its rules
+            log.exception("console: could not report a message on %r", msg.topic)
+        self.rules.handle_observed(msg)
+
+    def _seen(self, msg: InboundMessage) -> None:
         hub = self.hub
         self.sync()
         parent = hub.parent_of(msg)
@@ -227,9 +236,15 @@ class ConsoleTaps:
                 getattr(msg, "properties", None),  # MQTT 5 (messages.py), once there
             )
         )
-        self.rules.handle_observed(msg)
 
     def ingest(self, msg: IngestMessage) -> None:
+        try:
+            self._seen_ingest(msg)
+        except Exception:  # as in ``message``
+            log.exception("console: could not report a message on %r", msg.published_topic)
+        self.rules.ingest(msg)
+
+    def _seen_ingest(self, msg: IngestMessage) -> None:
         hub = self.hub
         parent = hub.parent_of(msg)
         hub.emit(
@@ -248,7 +263,6 @@ class ConsoleTaps:
                 getattr(msg, "properties", None),
             )
         )
-        self.rules.ingest(msg)
 
     def _invoker(
         self, pool: FunctionPool, invoke: Callable[[bytes, Hashable], Awaitable[InvokeResult]]

@@ -33,27 +33,29 @@ def payload_json(payload: bytes) -> Json:
     return {"base64": base64.b64encode(shown).decode(), "cut": cut}
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}  # event class -> its field names (seven classes)
+# event class -> (its plain fields, its bytes fields with the name of their size)
+_FIELDS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
 
 
-def _field_names(kind: type) -> tuple[str, ...]:
-    names = _FIELDS.get(kind)
-    if names is None:
-        names = _FIELDS[kind] = tuple(f.name for f in fields(kind))
-    return names
+def _fields_of(kind: type) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    known = _FIELDS.get(kind)
+    if known is None:
+        names = [f.name for f in fields(kind)]
+        plain = tuple(n for n in names if n not in BYTES_FIELDS)
+        raw = tuple((n, BYTES_FIELDS[n]) for n in names if n in BYTES_FIELDS)
+        known = _FIELDS[kind] = (plain, raw)
+    return known
 
 
 def event_json(event: Event) -> dict[str, Json]:
     """An event as a JSON object; values JSON has no type for are left to ``dumps``."""
-    body: dict[str, Json] = {"kind": event.kind}
-    for name in _field_names(type(event)):
+    plain, raw = _fields_of(type(event))
+    body: dict[str, Json] = {name: getattr(event, name) for name in plain}
+    body["kind"] = event.kind
+    for name, size in raw:
         value = getattr(event, name)
-        size = BYTES_FIELDS.get(name)
-        if size is not None and type(value) is bytes:
-            body[size] = len(value)
-            body[name] = payload_json(value)
-        else:
-            body[name] = value
+        body[size] = len(value)
+        body[name] = payload_json(value)
     return body
 
 
