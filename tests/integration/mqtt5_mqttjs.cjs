@@ -162,7 +162,10 @@ const scenarios = {
     const persistent = { ...away, properties: { sessionExpiryInterval: 60 } }
     const { client: first } = await connect(persistent)
     await subscribe(first, `expiry/${tag}/queued`)
+    // Published once the broker has the session offline: its lifecycle event says when.
+    await subscribe(sender, `$aws/events/presence/disconnected/${away.clientId}`)
     await within(first.endAsync(), 'the DISCONNECT')
+    await sender.next('the disconnected event')
     const queuedAt = Date.now()
     await publish(sender, `expiry/${tag}/queued`, 'short', {
       properties: { messageExpiryInterval: 1 },

@@ -534,9 +534,12 @@ def test_message_expiry_is_passed_on_as_what_is_left(crt: Any, paho311: Any) -> 
     first = crt(away_id, **persistent)
     first.connack()
     first.subscribe(topic)
-    first.close()
     sender = crt()
     sender.connack()
+    # Published once the broker has the session offline: its lifecycle event says when.
+    sender.subscribe(f"$aws/events/presence/disconnected/{away_id}")
+    first.close()
+    assert sender.next().topic == f"$aws/events/presence/disconnected/{away_id}"
     away_since = time.monotonic()
     sender.publish(topic, b"short", message_expiry_interval_sec=1)
     sender.publish(topic, b"five", message_expiry_interval_sec=5)
