@@ -168,6 +168,8 @@ class Emulator:
         self.controlplane.on_registry_change = self._registry_changed
         self.targets.registry = self.controlplane.registry_data
         self.file_policies: PolicySet | None = None
+        self.identity_authorizer: IdentityAuthorizer | None = None
+        self._installed_authorizer: IdentityAuthorizer | PolicySet | None = None
         self.mqtt_tls_listener: TlsListener | None = None
         self._https_server: asyncio.Server | None = None
         # The live console (/console), before the chat page's catch-all room routes.
@@ -314,22 +316,25 @@ class Emulator:
     def _install_authorizer(self) -> None:
         """Certificates' policies once a certificate exists (IdentityAuthorizer), beside the
         policy files for clients without one; none of it with ``--no-auth``."""
+        wanted: IdentityAuthorizer | PolicySet | None = None
         if self.config.no_auth:
-            self.broker.set_authorizer(None)
-            return
-        if self.controlplane.registry.certificates:
-            authorizer = IdentityAuthorizer(
-                self.controlplane.registry,
-                self.file_policies,
-                self.config.region,
-                self.config.account_id,
-            )
-            if not isinstance(self.broker.state.authorizer, IdentityAuthorizer):
-                self.broker.set_authorizer(authorizer)
-            else:
-                self.broker.state.authorizer.fallback = self.file_policies
-            return
-        self.broker.set_authorizer(self.file_policies)
+            wanted = None
+        elif self.controlplane.registry.certificates:
+            if self.identity_authorizer is None:
+                self.identity_authorizer = IdentityAuthorizer(
+                    self.controlplane.registry,
+                    None,
+                    self.config.region,
+                    self.config.account_id,
+                )
+            self.identity_authorizer.fallback = self.file_policies
+            wanted = self.identity_authorizer
+        else:
+            wanted = self.file_policies
+        # Set only when it changes: the console wraps the installed one (console/taps.py).
+        if wanted is not self._installed_authorizer or self.broker.state.authorizer is None:
+            self.broker.set_authorizer(wanted)
+            self._installed_authorizer = wanted
 
     async def _hold_data_dir(self) -> None:
         """The data directory for this emulator alone, before any part reads it; released
