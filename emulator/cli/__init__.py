@@ -37,9 +37,7 @@ def _add_up(sub: Any) -> None:
         type=int,
         help="MQTT over TLS with client certificates (default 8883, any free one if taken)",
     )
-    p.add_argument(
-        "--https-port", type=int, help="HTTPS port: wss /mqtt, the APIs (default 8443)"
-    )
+    p.add_argument("--https-port", type=int, help="HTTPS port: wss /mqtt, the APIs (default 8443)")
     p.add_argument(
         "--rules",
         action="append",
