@@ -155,7 +155,8 @@ class Crt:
     def close(self) -> None:
         if not self.stopped.done():
             self.client.stop()
-            self.stopped.result(TIMEOUT)
+            if self.connected.done() and not self.connected.exception():
+                self.stopped.result(TIMEOUT)  # else a failed test: its own error says why
 
 
 class Paho311:
