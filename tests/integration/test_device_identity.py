@@ -9,8 +9,10 @@ the TLS handshakes of the clients never wait on the loop that serves them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from emulator.app import StartupError
 from emulator.pytest_plugin import EmulatorHandle, ThreadedEmulatorFactory
 from emulator.testing import TestClient
 
@@ -534,3 +537,29 @@ async def test_a_file_rule_wins_its_name_over_the_api(
     api.create_topic_rule(ruleName="own", topicRulePayload=payload)
     listed = {r["ruleName"]: r["topicPattern"] for r in api.list_topic_rules()["rules"]}
     assert listed == {"shared": "file/in", "own": "api/in"}
+
+
+def test_the_default_tls_ports_move_to_free_ones_when_taken(
+    iot_emulators: ThreadedEmulatorFactory,
+) -> None:
+    holders = []
+    for port in (8883, 8443):
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):  # taken by another process already: as good
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+        holders.append(holder)
+    try:
+        handle = iot_emulators(rules=[], backend="auto", mqtt_tls_port=8883, https_port=8443)
+        controlplane = handle.emulator.controlplane
+        assert controlplane.mqtt_tls_port not in (None, 0, 8883)
+        assert controlplane.https_port not in (None, 0, 8443)
+        assert f"mqtts://127.0.0.1:{controlplane.mqtt_tls_port} " in handle.emulator.ready_line()
+        # a port chosen by the user is not moved: the start fails naming it
+        taken = controlplane.mqtt_tls_port
+        with pytest.raises(StartupError, match=f"MQTT TLS port {taken}"):
+            iot_emulators(rules=[], backend="auto", mqtt_tls_port=taken)
+    finally:
+        for holder in holders:
+            holder.close()
