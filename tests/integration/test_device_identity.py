@@ -563,3 +563,142 @@ def test_the_default_tls_ports_move_to_free_ones_when_taken(
     finally:
         for holder in holders:
             holder.close()
+
+
+def self_signed(tmp_path: Path, name: str) -> dict[str, str]:
+    """A device's own certificate and key, from no CA the emulator knows."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    files = {"cert": str(tmp_path / f"{name}.crt"), "key": str(tmp_path / f"{name}.key")}
+    Path(files["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(files["key"]).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+async def test_a_certificate_from_a_csr_or_registered_without_ca_connects(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    # CreateCertificateFromCsr: the device keeps its key; the CA signs its request
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr-device")]))
+        .sign(key, hashes.SHA256())
+    )
+    made = api.create_certificate_from_csr(
+        certificateSigningRequest=request.public_bytes(serialization.Encoding.PEM).decode(),
+        setAsActive=True,
+    )
+    csr_files = {"cert": str(tmp_path / "csr.crt"), "key": str(tmp_path / "csr.key")}
+    Path(csr_files["cert"]).write_text(made["certificatePem"])
+    Path(csr_files["key"]).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    api.attach_policy(policyName="devices", target=made["certificateArn"])
+    client = device(iot, csr_files, "csr-1")
+    await client.connect()
+    await client.close()
+    # RegisterCertificateWithoutCA: a certificate of the device's own, after the TLS
+    # listener started; before it is registered it does not get through
+    own = self_signed(tmp_path, "own")
+    assert await refused(device(iot, own, "own-1"))
+    registered = api.register_certificate_without_ca(
+        certificatePem=Path(own["cert"]).read_text(), status="ACTIVE"
+    )
+    api.attach_policy(policyName="devices", target=registered["certificateArn"])
+    client = device(iot, own, "own-1")
+    await client.connect()
+    await client.close()
+    with pytest.raises(ClientError) as again:
+        api.register_certificate_without_ca(certificatePem=Path(own["cert"]).read_text())
+    assert again.value.response["Error"]["Code"] == "ResourceAlreadyExistsException"
+
+
+def test_the_registry_answers_with_aws_shapes_and_error_codes(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    api = iot_client(iot)
+
+    def code(call: Any, **kwargs: Any) -> str:
+        with pytest.raises(ClientError) as info:
+            call(**kwargs)
+        return str(info.value.response["Error"]["Code"])
+
+    certs = [api.create_keys_and_certificate(setAsActive=False) for _ in range(3)]
+    page = api.list_certificates(pageSize=2)
+    assert len(page["certificates"]) == 2 and page["nextMarker"]
+    rest = api.list_certificates(pageSize=2, marker=page["nextMarker"])
+    listed = {c["certificateId"] for c in page["certificates"] + rest["certificates"]}
+    assert listed == {c["certificateId"] for c in certs}
+    assert "nextMarker" not in rest
+    assert code(api.describe_certificate, certificateId="0" * 64) == "ResourceNotFoundException"
+    first = certs[0]
+    api.update_certificate(certificateId=first["certificateId"], newStatus="ACTIVE")
+    assert code(api.delete_certificate, certificateId=first["certificateId"]) == (
+        "CertificateStateException"
+    )
+    document = json.dumps(ALLOW_ALL)
+    created = api.create_policy(policyName="p1", policyDocument=document)
+    assert created["policyVersionId"] == "1"
+    assert code(api.create_policy, policyName="p1", policyDocument=document) == (
+        "ResourceAlreadyExistsException"
+    )
+    assert code(api.create_policy, policyName="bad", policyDocument='{"Statement": 1}') == (
+        "MalformedPolicyException"
+    )
+    for _ in range(4):
+        api.create_policy_version(policyName="p1", policyDocument=document, setAsDefault=True)
+    assert api.get_policy(policyName="p1")["defaultVersionId"] == "5"
+    assert code(api.create_policy_version, policyName="p1", policyDocument=document) == (
+        "VersionsLimitExceededException"
+    )
+    api.attach_policy(policyName="p1", target=first["certificateArn"])
+    assert api.list_targets_for_policy(policyName="p1")["targets"] == [first["certificateArn"]]
+    assert code(api.delete_policy, policyName="p1") == "DeleteConflictException"
+    api.detach_policy(policyName="p1", target=first["certificateArn"])
+    assert api.list_attached_policies(target=first["certificateArn"])["policies"] == []
+    assert code(api.attach_policy, policyName="nope", target=first["certificateArn"]) == (
+        "ResourceNotFoundException"
+    )
+    thing = api.create_thing(thingName="t1", attributePayload={"attributes": {"a": "1"}})
+    again = api.create_thing(thingName="t1", attributePayload={"attributes": {"a": "1"}})
+    assert again["thingId"] == thing["thingId"]  # the same configuration: idempotent
+    assert code(api.create_thing, thingName="t1") == "ResourceAlreadyExistsException"
+    described = api.describe_thing(thingName="t1")
+    assert described["thingId"] == thing["thingId"] and described["defaultClientId"] == "t1"
+    assert [
+        t["thingName"] for t in api.list_things(attributeName="a", attributeValue="1")["things"]
+    ] == ["t1"]
+    assert code(api.describe_thing, thingName="t2") == "ResourceNotFoundException"
+    api.delete_thing(thingName="t2")  # a missing thing: no error, as AWS
+    assert code(api.describe_endpoint, endpointType="iot:Nope") == "InvalidRequestException"
+    result = api.test_authorization(
+        principal=first["certificateArn"],
+        policyNamesToAdd=["p1"],
+        authInfos=[{"actionType": "PUBLISH", "resources": [f"{ARN}:topic/a"]}],
+    )
+    assert result["authResults"][0]["authDecision"] == "ALLOWED"
+    assert result["authResults"][0]["allowed"]["policies"][0]["policyName"] == "p1"
