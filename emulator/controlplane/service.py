@@ -11,6 +11,7 @@ index (the engine's ``load``, which keeps every connection).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 import uuid
@@ -80,7 +81,7 @@ class ControlPlane:
         self.mqtt_tls_port: int | None = None
         self.https_port: int | None = None
         self.http_port: int | None = None
-        self.host = "localhost"
+        self.host = _endpoint_host(hosts[0] if hosts else "")
         self._contexts: list[ssl.SSLContext] = []
         self._trusted: set[str] = set()
         self._admitted: set[str] = set()  # certificate IDs the TLS listener let in
@@ -209,6 +210,16 @@ class ControlPlane:
         if port is None or port == AWS_MQTT_TLS_PORT:
             return self.host
         return f"{self.host}:{port}"
+
+
+def _endpoint_host(host: str) -> str:
+    """The name DescribeEndpoint answers: the configured host when it is a name (the
+    server certificate covers it), else ``localhost``."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host or "localhost"
+    return "localhost"
 
 
 def _thing_id() -> str:
