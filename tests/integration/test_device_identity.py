@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from awscrt import mqtt as crt_mqtt
 from awsiot import mqtt_connection_builder
@@ -702,3 +703,29 @@ def test_the_registry_answers_with_aws_shapes_and_error_codes(
     )
     assert result["authResults"][0]["authDecision"] == "ALLOWED"
     assert result["authResults"][0]["allowed"]["policies"][0]["policyName"] == "p1"
+
+
+def test_with_credentials_the_control_plane_needs_sigv4_for_iot(
+    iot_emulators: ThreadedEmulatorFactory,
+) -> None:
+    handle = iot_emulators(rules=[], backend="auto", credentials={"AKIDLOCAL": "secret"})
+
+    def client(key: str, secret: str) -> Any:
+        return boto3.client(
+            "iot",
+            endpoint_url=handle.http_url,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+
+    good = client("AKIDLOCAL", "secret")
+    bad = client("AKIDLOCAL", "wrong")
+    try:
+        assert good.list_topic_rules()["rules"] == []
+        with pytest.raises(ClientError) as info:
+            bad.list_topic_rules()
+        assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+    finally:
+        good.close()
+        bad.close()
