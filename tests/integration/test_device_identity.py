@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
+from awscrt import auth
 from awscrt import mqtt as crt_mqtt
 from awsiot import mqtt_connection_builder
 from botocore.exceptions import ClientError
@@ -729,3 +730,32 @@ def test_with_credentials_the_control_plane_needs_sigv4_for_iot(
     finally:
         good.close()
         bad.close()
+
+
+async def test_the_device_sdk_v2_sigv4_websocket_builder_connects_over_wss(
+    iot_emulators: ThreadedEmulatorFactory,
+) -> None:
+    """AWS's other way in for devices: SigV4 over WSS, here on the HTTPS port, the
+    signature verified (credentials configured)."""
+    handle = iot_emulators(rules=[], backend="auto", credentials={"AKIDLOCAL": "secret"})
+    controlplane = handle.emulator.controlplane
+    assert controlplane.https_port is not None
+    watcher = await plain_subscriber(handle, "wss/#")
+    connection = mqtt_connection_builder.websockets_with_default_aws_signing(
+        endpoint="localhost",
+        port=controlplane.https_port,
+        region="us-east-1",
+        credentials_provider=auth.AwsCredentialsProvider.new_static("AKIDLOCAL", "secret"),
+        ca_filepath=ca_file(handle),
+        client_id="wss-sdk",
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    try:
+        await asyncio.wrap_future(connection.connect())
+        published, _ = connection.publish("wss/hello", b"signed", crt_mqtt.QoS.AT_LEAST_ONCE)
+        await asyncio.wrap_future(published)
+        assert (await watcher.message_on("wss/hello")).payload == b"signed"
+    finally:
+        await asyncio.wrap_future(connection.disconnect())
+        await watcher.close()
