@@ -35,6 +35,7 @@ Json = Any
 VIEWER_QUEUE = 2_000  # events waiting for one viewer before its oldest are dropped
 MESSAGES_KEPT = 4_096  # messages whose sequence number the hub remembers
 PAYLOADS_KEPT = 1_024  # Lambda action payloads remembered to find their invocation
+PAYLOAD_KEPT = 16 * 1024  # bytes of a payload an event keeps (its size says how many it had)
 MAX_VIEWERS = 16
 
 
@@ -50,7 +51,8 @@ class MessageSeen:
     topic: str
     qos: int
     retain: bool
-    payload: bytes
+    payload: bytes  # at most PAYLOAD_KEPT bytes of it
+    size: int
     hops: int
     parent: int | None  # the message a rule republished this one from
     ingest_rule: str | None = None  # a Basic Ingest message: the rule it names
@@ -108,8 +110,10 @@ class Invocation:
     duration_ms: float
     status: int
     error: str | None
-    payload: bytes
-    result: bytes
+    payload: bytes  # at most PAYLOAD_KEPT bytes of the event
+    size: int
+    result: bytes  # and of the result
+    result_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +188,9 @@ class ObserverHub:
         self._seqs: OrderedDict[int, tuple[int, InboundMessage]] = OrderedDict()
         # id(republished message) -> its source's seq, until the broker sees it
         self._parents: dict[int, int] = {}
-        # a Lambda action's event payload -> (seq, rule), until its invocation runs
-        self._invoking: OrderedDict[bytes, tuple[int, str]] = OrderedDict()
+        # a Lambda action's event payload (its length and hash) -> (seq, rule), until its
+        # invocation runs
+        self._invoking: OrderedDict[tuple[int, int], tuple[int, str]] = OrderedDict()
         # How a Lambda action encodes its event (actions/payloads.py), set by the console:
         # an invocation whose payload is one of those events points back at its message.
         self.lambda_payload: Callable[[Json], bytes] | None = None
@@ -245,12 +250,12 @@ class ObserverHub:
 
     def invoking(self, payload: bytes, seq: int, rule: str) -> None:
         """A rule's Lambda action queued this event: its invocation points back at it."""
-        self._invoking[payload] = (seq, rule)
+        self._invoking[len(payload), hash(payload)] = (seq, rule)
         if len(self._invoking) > PAYLOADS_KEPT:
             self._invoking.popitem(last=False)
 
     def invoked_by(self, payload: bytes) -> tuple[int, str] | None:
-        return self._invoking.pop(payload, None)
+        return self._invoking.pop((len(payload), hash(payload)), None)
 
     # -- what the rules engine's hooks call (one call each, off its hot path) ---------
     def evaluated(
@@ -303,6 +308,11 @@ class ObserverHub:
 
     def error_action(self, msg: InboundMessage, rule: str, action: str, message: Json) -> None:
         self.emit(ErrorActionTaken(self.seq_of(msg), rule, action, message))
+
+
+def kept(payload: bytes) -> bytes:
+    """What an event keeps of a payload: a viewer's queue holds thousands of them."""
+    return payload if len(payload) <= PAYLOAD_KEPT else payload[:PAYLOAD_KEPT]
 
 
 NO_OUTPUT: Final = object()  # what ``evaluated`` is given when WHERE did not pass

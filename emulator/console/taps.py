@@ -29,7 +29,7 @@ from emulator.broker.broker import IoTBroker
 from emulator.functions.service import FunctionPool, FunctionService
 from emulator.functions.workers import InvokeResult
 from emulator.messages import InboundMessage, IngestMessage
-from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub
+from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub, kept
 from emulator.rules.engine import RulesEngine
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,8 @@ class ConsoleTaps:
                 msg.topic,
                 msg.qos,
                 msg.retain,
-                msg.payload,
+                kept(msg.payload),
+                len(msg.payload),
                 msg.hops,
                 parent,
                 None,
@@ -256,7 +257,8 @@ class ConsoleTaps:
                 msg.published_topic,
                 msg.qos,
                 msg.retain,
-                msg.payload,
+                kept(msg.payload),
+                len(msg.payload),
                 msg.hops,
                 parent,
                 msg.rule,
@@ -284,8 +286,10 @@ class ConsoleTaps:
                         round((time.perf_counter() - started) * 1000, 1),
                         result.status_code,
                         result.function_error,
-                        payload,
-                        result.payload,
+                        kept(payload),
+                        len(payload),
+                        kept(result.payload),
+                        len(result.payload),
                     )
                 )
             return result

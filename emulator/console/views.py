@@ -15,15 +15,13 @@ from emulator.project.model import Project
 from emulator.rules.engine import RuleCounters
 
 Json = Any
-MAX_SHOWN = 16 * 1024  # payload bytes sent to the page (the size says how many there were)
-BYTES_FIELDS = {"payload": "size", "result": "result_size"}  # bytes field -> its size's name
+BYTES_FIELDS = {"payload": "size", "result": "result_size"}  # bytes field -> its size field
 
 
-def payload_json(payload: bytes) -> Json:
+def payload_json(shown: bytes, size: int) -> Json:
     """A payload for the page: ``text`` (the page pretty-prints JSON) or ``base64`` for
-    binary; at most ``MAX_SHOWN`` bytes (``cut`` says it was longer)."""
-    shown = payload[:MAX_SHOWN]
-    cut = len(payload) > MAX_SHOWN
+    binary; ``cut`` when the event kept less than its ``size``."""
+    cut = size > len(shown)
     # Cut, the last character may have lost its last bytes: still text without them.
     for end in (len(shown), len(shown) - 1, len(shown) - 2, len(shown) - 3)[: 4 if cut else 1]:
         try:
@@ -53,9 +51,7 @@ def event_json(event: Event) -> dict[str, Json]:
     body: dict[str, Json] = {name: getattr(event, name) for name in plain}
     body["kind"] = event.kind
     for name, size in raw:
-        value = getattr(event, name)
-        body[size] = len(value)
-        body[name] = payload_json(value)
+        body[name] = payload_json(getattr(event, name), body[size])
     return body
 
 

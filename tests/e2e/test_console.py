@@ -81,6 +81,9 @@ async def test_chat_message_its_rules_dynamodb_item_and_lambda_log(
     logs = functions.get_by_test_id("invocation-logs")
     await expect(logs).to_contain_text("presence connected")
     await expect(logs).to_contain_text(request_id)
+    # The page's request on chat/stream reached the function through the Kinesis mapping.
+    invocations = console.get_by_test_id("invocation-list")
+    await expect(invocations).to_contain_text("kinesis chat-stream")
     await screenshot(console, "console-functions.png")
     # ... and back to the message.
     await functions.get_by_role("button", name="message #").click()

@@ -6,20 +6,22 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from emulator.console.views import MAX_SHOWN, event_json, payload_json
+from emulator.console.views import event_json, payload_json
 from emulator.messages import InboundMessage
 from emulator.observe import (
     NO_OUTPUT,
+    PAYLOAD_KEPT,
     MessageSeen,
     ObserverHub,
     TooManyViewers,
     json_default,
+    kept,
     request_fields,
 )
 
 
 def seen(seq: int) -> MessageSeen:
-    return MessageSeen(seq, 0, "c", "mqtt", "t", 0, False, b"{}", 0, None)
+    return MessageSeen(seq, 0, "c", "mqtt", "t", 0, False, b"{}", 2, 0, None)
 
 
 def test_the_hub_is_active_while_a_viewer_is_attached() -> None:
@@ -124,11 +126,12 @@ def test_values_json_has_no_type_for() -> None:
 
 
 def test_payloads_for_the_page() -> None:
-    assert payload_json(b'{"a": 1}') == {"text": '{"a": 1}', "cut": False}
-    assert payload_json(b"\xff\xfe") == {"base64": "//4=", "cut": False}
-    long = "é".encode() * MAX_SHOWN  # cut inside a two-byte character: still text
-    shown = payload_json(long)
-    assert shown["cut"] and shown["text"] == "é" * (MAX_SHOWN // 2)
+    assert payload_json(b'{"a": 1}', 8) == {"text": '{"a": 1}', "cut": False}
+    assert payload_json(b"\xff\xfe", 2) == {"base64": "//4=", "cut": False}
+    long = b"a" + "é".encode() * PAYLOAD_KEPT  # kept, it ends inside a two-byte character
+    assert kept(long) == long[:PAYLOAD_KEPT] and kept(b"{}") == b"{}"
+    shown = payload_json(kept(long), len(long))
+    assert shown == {"text": "a" + "é" * ((PAYLOAD_KEPT - 1) // 2), "cut": True}
     body = event_json(seen(7))
     assert body["kind"] == "message" and body["size"] == 2
     assert body["payload"] == {"text": "{}", "cut": False}
