@@ -14,7 +14,13 @@ from emulator.observe import Event, json_default
 from emulator.project.model import Project
 from emulator.rules.engine import RuleCounters
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the standard encoder still works
+    _orjson = None  # type: ignore[assignment]
+
 Json = Any
+_ORJSON_OPTIONS = _orjson.OPT_NON_STR_KEYS if _orjson is not None else 0
 BYTES_FIELDS = {"payload": "size", "result": "result_size"}  # bytes field -> its size field
 
 
@@ -56,6 +62,13 @@ def event_json(event: Event) -> dict[str, Json]:
 
 
 def dumps(value: Json) -> str:
+    """Compact JSON: orjson when it can (several times faster: with a console open this is
+    most of the cost per message), else the standard encoder (integers over 64 bits)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS).decode()
+        except TypeError:
+            pass
     return json.dumps(value, separators=(",", ":"), default=json_default)
 
 
