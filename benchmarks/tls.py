@@ -6,7 +6,8 @@ certificates from a CA made here with ``cryptography``.
 
 One publisher process -> one subscriber process, the subscriber's receive rate, as the
 ``passthrough`` scenario measures it (the same hand-written client of load.py, its socket
-wrapped in TLS). ``python -m benchmarks --only tls``.
+wrapped in TLS), plaintext and TLS alternated three times on the same broker: the best of
+each and the median TLS/plaintext ratio. ``python -m benchmarks --only tls``.
 """
 
 from __future__ import annotations
@@ -241,26 +242,46 @@ def _row(scenario: str, broker: str, value: float | None, note: str = "") -> Row
     }
 
 
+ROUNDS = 3
+
+
+def _rounds(
+    name: str, broker: BrokerProcess, port: int, files: dict[str, str], sizes: Any
+) -> list[Row]:
+    """Plaintext and TLS alternated ``ROUNDS`` times at each QoS: the best run of each, and
+    the median of the TLS/plaintext ratios of runs side by side (a pair shares the busy
+    machine's moment; one lucky run does not move a median)."""
+    rows: list[Row] = []
+    for qos, count in ((0, sizes.passthrough), (1, sizes.passthrough_qos1)):
+        plain: list[float] = []
+        tls: list[float] = []
+        for _ in range(ROUNDS):
+            plain.append(_plain(broker, qos, count, sizes.timeout))
+            tls.append(measure(port, files, qos, count, sizes.timeout))
+        ratios = sorted(t / p for p, t in zip(plain, tls, strict=True) if p)
+        rows.append(_row(f"tls_plain_qos{qos}", name, max(plain)))
+        rows.append(_row(f"tls_qos{qos}", name, max(tls)))
+        rows.append(
+            {
+                "scenario": f"tls_qos{qos}",
+                "broker": name,
+                "metric": "tls/plain",
+                "value": round(ratios[len(ratios) // 2], 2) if ratios else None,
+                "unit": "ratio",
+            }
+        )
+    return rows
+
+
 def tls_passthrough(sizes: Any, brokers: Any = None) -> list[Row]:
-    """Rows ``passthrough_qos{0,1}`` (plaintext) and ``tls_passthrough_qos{0,1}`` for the
-    emulator and mosquitto; ``brokers`` is ignored (this scenario starts its own)."""
-    counts = ((0, sizes.passthrough), (1, sizes.passthrough_qos1))
+    """Rows ``tls_plain_qos{0,1}`` (plaintext) and ``tls_qos{0,1}`` for the emulator and
+    mosquitto; ``brokers`` is ignored (this scenario starts its own)."""
     rows: list[Row] = []
     directory = Path(tempfile.mkdtemp(prefix="bench-tls-"))
     broker = harness.start_emulator(extra=["--mqtt-tls-port", "0", "--https-port", "0"])
     try:
         port, files = emulator_device(broker, directory)
-        for qos, count in counts:
-            rows.append(
-                _row(
-                    f"tls_plain_qos{qos}",
-                    "emulator",
-                    _plain(broker, qos, count, sizes.timeout),
-                )
-            )
-            rows.append(
-                _row(f"tls_qos{qos}", "emulator", measure(port, files, qos, count, sizes.timeout))
-            )
+        rows += _rounds("emulator", broker, port, files, sizes)
     finally:
         broker.stop()
     mosquitto = start_mosquitto_tls(directory)
@@ -269,13 +290,7 @@ def tls_passthrough(sizes: Any, brokers: Any = None) -> list[Row]:
         return rows
     broker, port, files = mosquitto
     try:
-        for qos, count in counts:
-            rows.append(
-                _row(f"tls_plain_qos{qos}", "mosquitto", _plain(broker, qos, count, sizes.timeout))
-            )
-            rows.append(
-                _row(f"tls_qos{qos}", "mosquitto", measure(port, files, qos, count, sizes.timeout))
-            )
+        rows += _rounds("mosquitto", broker, port, files, sizes)
     finally:
         broker.stop()
     return rows

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
 
 from emulator.awserrors import Handler
 from emulator.broker.sessions import Session
@@ -122,11 +123,14 @@ class ControlPlane:
 
     # -- TLS --------------------------------------------------------------------------
     def _outside_ca(self) -> list[Certificate]:
-        """Registered certificates the local CA did not issue: trusted as they are."""
-        issued_by = self.authority.authority.certificate.subject.rfc4514_string()
+        """Registered certificates the local CA did not sign (another emulator's CA has
+        the same name): trusted as they are."""
+        ca = self.authority.authority.certificate
         out = []
         for cert in self.registry.certificates.values():
-            if load_certificate(cert.pem).issuer.rfc4514_string() != issued_by:
+            try:
+                load_certificate(cert.pem).verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
                 out.append(cert)
         return out
 
