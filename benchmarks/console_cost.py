@@ -30,7 +30,7 @@ from emulator.broker.broker import IoTBroker
 from emulator.clock import now_ms
 from emulator.config import Config
 from emulator.console.taps import ConsoleTaps
-from emulator.console.views import dumps, event_json
+from emulator.console.views import dumps
 from emulator.functions.service import FunctionService
 from emulator.observe import ObserverHub
 from emulator.project.loader import load_project
@@ -59,7 +59,7 @@ async def measure(path: str, rounds: int = ROUNDS, messages: int = MESSAGES) -> 
     def drain() -> None:  # the console's writer: one JSON batch per loop turn
         scheduled[0] = False
         events, _ = viewer.take()
-        sent[0] += len(dumps([event_json(e) for e in events]))
+        sent[0] += len(dumps(events))
 
     def wake() -> None:
         if not scheduled[0]:

@@ -27,7 +27,7 @@ import base64
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from emulator.messages import InboundMessage
 
@@ -43,7 +43,6 @@ MAX_VIEWERS = 16
 class MessageSeen:
     """A message the broker accepted (client PUBLISH, lifecycle event, republish, HTTP)."""
 
-    kind: ClassVar[str] = "message"
     seq: int
     time_ms: int
     client_id: str | None
@@ -57,26 +56,26 @@ class MessageSeen:
     parent: int | None  # the message a rule republished this one from
     ingest_rule: str | None = None  # a Basic Ingest message: the rule it names
     properties: Json = None  # MQTT 5 PUBLISH properties, when the message has them
+    kind: str = "message"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
 class RuleEvaluated:
     """One rule whose FROM matched a message: did WHERE pass, what did SELECT make."""
 
-    kind: ClassVar[str] = "rule"
     seq: int
     rule: str
     matched: bool  # WHERE passed (or there is none)
     output: Json = None
     error: str | None = None  # the SQL failed at run time
     external: bool = False  # evaluated on the engine's thread pool (get_dynamodb, ...)
+    kind: str = "rule"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
     """One action of a matched rule: its rendered request and what became of it."""
 
-    kind: ClassVar[str] = "action"
     seq: int
     rule: str
     action: str  # the type as AWS spells it (republish, dynamoDBv2, lambda, ...)
@@ -84,6 +83,7 @@ class ActionOutcome:
     request: Json = None
     error: str | None = None
     error_action: bool = False  # the rule's error action, not one of its actions
+    kind: str = "action"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +91,17 @@ class ErrorActionTaken:
     """All failures of one rule for one message, in AWS's error message, and its error
     action."""
 
-    kind: ClassVar[str] = "error_action"
     seq: int
     rule: str
     action: str
     message: Json
+    kind: str = "error_action"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
     """One function invocation that ran on a worker."""
 
-    kind: ClassVar[str] = "invocation"
     function: str
     request_id: str
     trigger: str  # "rule <name>", "kinesis <stream>", "invoke API", ...
@@ -114,16 +113,17 @@ class Invocation:
     size: int
     result: bytes  # and of the result
     result_size: int
+    kind: str = "invocation"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
 class LogLine:
     """A line a function's handler wrote, with the request it was serving."""
 
-    kind: ClassVar[str] = "log"
     function: str
     request_id: str
     text: str
+    kind: str = "log"  # what the page dispatches on: always the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +131,12 @@ class Denial:
     """A request the IoT policy refused, and the statement that decided (None: nothing
     allowed it, an implicit deny)."""
 
-    kind: ClassVar[str] = "denial"
     client_id: str
     action: str
     resource: str
     reason: str
     statement: Json = None
+    kind: str = "denial"  # what the page dispatches on: always the default
 
 
 Event = (
@@ -336,12 +336,16 @@ def json_default(value: Json) -> Json:
     """For ``json.dumps``: what JSON has no type for (the events keep the values as the
     parts made them; converting them is the console's work, once per batch)."""
     if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(value).decode()}
+        # ``kept`` may have cut a payload inside a character: still text without its bytes
+        ends = (0, 1, 2, 3) if len(value) == PAYLOAD_KEPT else (0,)
+        for cut in ends:
+            try:
+                return value[: len(value) - cut].decode()
+            except UnicodeDecodeError:
+                continue
+        return {"base64": base64.b64encode(value).decode()}
     if isinstance(value, set | frozenset):
         return list(value)
-    if is_dataclass(value) and not isinstance(value, type):  # MQTT 5 properties
-        return {k: v for k, v in asdict(value).items() if v not in (None, (), [], {})}
+    if is_dataclass(value) and not isinstance(value, type):  # an event, MQTT 5 properties
+        return asdict(value)
     return str(value)

@@ -32,7 +32,7 @@ from emulator.broker.auth import ClientIdentity
 from emulator.broker.broker import IoTBroker
 from emulator.clock import now_ms
 from emulator.console.taps import ConsoleTaps
-from emulator.console.views import dumps, event_json, rules_json, sessions_json
+from emulator.console.views import dumps, rules_json, sessions_json
 from emulator.functions.service import FunctionService
 from emulator.limits import Refused
 from emulator.messages import InboundMessage, IngestMessage
@@ -167,8 +167,7 @@ class Console:
             wakeup.clear()
             events, dropped = viewer.take()
             for start in range(0, len(events), MAX_BATCH):
-                batch = [event_json(e) for e in events[start : start + MAX_BATCH]]
-                await response.write(_sse(None, batch))
+                await response.write(_sse(None, events[start : start + MAX_BATCH]))
             if dropped:
                 await response.write(_sse("dropped", {"dropped": dropped}))
             if loop.time() >= next_state:

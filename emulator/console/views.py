@@ -1,12 +1,11 @@
-"""What the console's stream sends, as JSON: the hub's events, the clients, the rules.
-Pure: values in, JSON-ready values out."""
+"""What the console's stream sends, as JSON: the hub's events (dataclasses, which orjson
+writes as they are; payloads as text, or base64 when binary), the clients, the rules.
+Pure: values in, JSON out."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 from emulator.broker.sessions import Session
@@ -21,44 +20,11 @@ except ImportError:  # pragma: no cover - a dependency; the standard encoder sti
 
 Json = Any
 _ORJSON_OPTIONS = _orjson.OPT_NON_STR_KEYS if _orjson is not None else 0
-BYTES_FIELDS = {"payload": "size", "result": "result_size"}  # bytes field -> its size field
 
 
-def payload_json(shown: bytes, size: int) -> Json:
-    """A payload for the page: ``text`` (the page pretty-prints JSON) or ``base64`` for
-    binary; ``cut`` when the event kept less than its ``size``."""
-    cut = size > len(shown)
-    # Cut, the last character may have lost its last bytes: still text without them.
-    for end in (len(shown), len(shown) - 1, len(shown) - 2, len(shown) - 3)[: 4 if cut else 1]:
-        try:
-            return {"text": shown[:end].decode(), "cut": cut}
-        except UnicodeDecodeError:
-            continue
-    return {"base64": base64.b64encode(shown).decode(), "cut": cut}
-
-
-# event class -> (its plain fields, its bytes fields with the name of their size)
-_FIELDS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
-
-
-def _fields_of(kind: type) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    known = _FIELDS.get(kind)
-    if known is None:
-        names = [f.name for f in fields(kind)]
-        plain = tuple(n for n in names if n not in BYTES_FIELDS)
-        raw = tuple((n, BYTES_FIELDS[n]) for n in names if n in BYTES_FIELDS)
-        known = _FIELDS[kind] = (plain, raw)
-    return known
-
-
-def event_json(event: Event) -> dict[str, Json]:
-    """An event as a JSON object; values JSON has no type for are left to ``dumps``."""
-    plain, raw = _fields_of(type(event))
-    body: dict[str, Json] = {name: getattr(event, name) for name in plain}
-    body["kind"] = event.kind
-    for name, size in raw:
-        body[name] = payload_json(getattr(event, name), body[size])
-    return body
+def event_json(event: Event) -> Json:
+    """What the page receives for one event (tests; the stream dumps whole batches)."""
+    return json.loads(dumps(event))
 
 
 def dumps(value: Json) -> str:

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from emulator.console.views import event_json, payload_json
+from emulator.console.views import event_json
 from emulator.messages import InboundMessage
 from emulator.observe import (
     NO_OUTPUT,
@@ -125,13 +125,28 @@ def test_values_json_has_no_type_for() -> None:
     assert json_default(frozenset({1})) == [1]
 
 
-def test_payloads_for_the_page() -> None:
-    assert payload_json(b'{"a": 1}', 8) == {"text": '{"a": 1}', "cut": False}
-    assert payload_json(b"\xff\xfe", 2) == {"base64": "//4=", "cut": False}
-    long = b"a" + "é".encode() * PAYLOAD_KEPT  # kept, it ends inside a two-byte character
+def test_what_the_page_receives_for_an_event() -> None:
+    assert event_json(seen(7)) == {
+        "seq": 7,
+        "time_ms": 0,
+        "client_id": "c",
+        "transport": "mqtt",
+        "topic": "t",
+        "qos": 0,
+        "retain": False,
+        "payload": "{}",
+        "size": 2,
+        "hops": 0,
+        "parent": None,
+        "ingest_rule": None,
+        "properties": None,
+        "kind": "message",
+    }
+    binary = MessageSeen(1, 0, None, "http", "t", 0, False, b"\xff\xfe", 2, 0, None)
+    assert event_json(binary)["payload"] == {"base64": "//4="}
+
+
+def test_a_payload_kept_cut_inside_a_character_is_still_text() -> None:
+    long = b"a" + "é".encode() * PAYLOAD_KEPT  # its first PAYLOAD_KEPT bytes end mid-character
     assert kept(long) == long[:PAYLOAD_KEPT] and kept(b"{}") == b"{}"
-    shown = payload_json(kept(long), len(long))
-    assert shown == {"text": "a" + "é" * ((PAYLOAD_KEPT - 1) // 2), "cut": True}
-    body = event_json(seen(7))
-    assert body["kind"] == "message" and body["size"] == 2
-    assert body["payload"] == {"text": "{}", "cut": False}
+    assert json_default(kept(long)) == "a" + "é" * ((PAYLOAD_KEPT - 1) // 2)

@@ -47,15 +47,18 @@ function pretty(value) {
   return typeof value === "string" ? value : JSON.stringify(value, null, 2);
 }
 
-function payloadText(p) {
-  if (!p) return "";
-  if ("text" in p) {
-    if (!p.cut) {
-      try { return JSON.stringify(JSON.parse(p.text), null, 2); } catch (e) { /* not JSON: as text */ }
+const PAYLOAD_KEPT = 16 * 1024; // bytes of a payload the emulator sends (observe.py)
+
+function payloadText(p, size) {
+  if (p === null || p === undefined) return "";
+  const cut = size > PAYLOAD_KEPT;
+  if (typeof p === "string") {
+    if (!cut) {
+      try { return JSON.stringify(JSON.parse(p), null, 2); } catch (e) { /* not JSON: as text */ }
     }
-    return p.text + (p.cut ? "\n… (cut)" : "");
+    return p + (cut ? `\n… (first ${PAYLOAD_KEPT} of ${size} bytes)` : "");
   }
-  return "base64: " + p.base64 + (p.cut ? " … (cut)" : "");
+  return "base64: " + p.base64 + (cut ? ` … (first ${PAYLOAD_KEPT} of ${size} bytes)` : "");
 }
 
 function timeOf(ms) {
@@ -254,7 +257,7 @@ function showMessage(seq) {
       entry.children.length ? [el("dt", {}, "republished as"), el("dd", {}, entry.children.map((c) => messageLink(c)))] : null,
     ),
     el("h3", {}, "Payload"),
-    el("pre", { dataset: { testid: "message-payload" } }, payloadText(m.payload)),
+    el("pre", { dataset: { testid: "message-payload" } }, payloadText(m.payload, m.size)),
     el("h3", {}, "Rules"),
   ];
   if (!entry.rules.length) parts.push(el("p", { class: "empty" }, "No rule's FROM matches this topic."));
@@ -353,8 +356,8 @@ function showInvocation(rid) {
       el("dt", {}, "duration"), el("dd", {}, inv.duration_ms + " ms"),
       el("dt", {}, "status"), el("dd", {}, String(inv.status) + (inv.error ? " · " + inv.error : "")),
     ),
-    el("h3", {}, "Event"), el("pre", {}, payloadText(inv.payload)),
-    el("h3", {}, inv.error ? "Error" : "Result"), el("pre", { class: inv.error ? "error" : "" }, payloadText(inv.result)),
+    el("h3", {}, "Event"), el("pre", {}, payloadText(inv.payload, inv.size)),
+    el("h3", {}, inv.error ? "Error" : "Result"), el("pre", { class: inv.error ? "error" : "" }, payloadText(inv.result, inv.result_size)),
     el("h3", {}, "Log lines"),
     el("div", { class: "logs", dataset: { testid: "invocation-logs" } },
       inv.logs.length ? inv.logs.map((l) => el("div", {}, l)) : el("div", {}, "(no output)")),
