@@ -43,7 +43,7 @@ from emulator.broker import codec5
 from emulator.broker.auth import ALLOW, Authorizer, ClientIdentity, Decision
 from emulator.broker.codec import encode_publish
 from emulator.broker.link import Outlet
-from emulator.broker.packets import NO_LOCAL, QOS_MASK, RETAIN_AS_PUBLISHED
+from emulator.broker.packets import MQTT5, NO_LOCAL, QOS_MASK, RETAIN_AS_PUBLISHED
 from emulator.broker.quotas import BrokerQuotas, LimitLog
 from emulator.broker.sessions import Outgoing, Owner, Session
 from emulator.messages import InboundMessage, PublishProperties
@@ -300,6 +300,8 @@ class BrokerState:
         bits (Retain Handling is the protocol's, at SUBSCRIBE). A ``$share/<group>/...``
         filter joins its group."""
         options &= QOS_MASK | NO_LOCAL | RETAIN_AS_PUBLISHED
+        if session.protocol == 5:
+            options |= MQTT5
         session.subscriptions[topic_filter] = options
         shared = shared_subscription(topic_filter)
         if shared is None:
@@ -436,24 +438,19 @@ class BrokerState:
         given, is the published message: its publisher (No Local), RETAIN flag (Retain As
         Published) and MQTT 5 properties."""
         props = None
-        publisher = None
-        retain = False
         if message is not None:
             props = message.properties
-            publisher = message.client_id
-            retain = message.retain
             if props is not None and props.expired(now):
                 return
-        # One delivery per client, at the highest QoS among its matching subscriptions;
-        # MQTT 5 options (values over 3) are looked at only when a subscription has them.
+        # One delivery per client, at the highest QoS among its matching subscriptions.
+        # An MQTT 5 subscription's value is over 3 (its MQTT5 bit, packets.py): only then
+        # are its options looked at, and the delivery takes the MQTT 5 branch below.
         targets: dict[str, int] = {}
         for client_id, sub in matches:
-            if sub > QOS_MASK:
-                if sub & NO_LOCAL and client_id == publisher:
+            if sub > 3:
+                granted = self._granted5(sub, qos, client_id, message)
+                if granted < 0:
                     continue
-                granted = (sub & QOS_MASK if sub & QOS_MASK < qos else qos) | (
-                    sub & RETAIN_AS_PUBLISHED if retain else 0
-                )
             else:
                 granted = sub if sub < qos else qos
             if targets.get(client_id, -1) < granted:
@@ -465,9 +462,9 @@ class BrokerState:
                 if picked is None:
                     continue
                 client_id, sub = picked
-                if sub & NO_LOCAL and client_id == publisher:
+                granted = self._granted5(sub & ~RETAIN_AS_PUBLISHED, qos, client_id, message)
+                if granted < 0:
                     continue
-                granted = sub & QOS_MASK if sub & QOS_MASK < qos else qos
                 if targets.get(client_id, -1) < granted:
                     targets[client_id] = granted
         topic_bytes = topic.encode()
@@ -484,7 +481,7 @@ class BrokerState:
             try:
                 link = session.link
                 if link is None:
-                    if granted and not session.clean:
+                    if granted & QOS_MASK and not session.clean:
                         self._queue(session, Outgoing(topic, payload, False, props), now)
                     continue
                 if not self.may_receive(session, topic):
@@ -494,11 +491,11 @@ class BrokerState:
                 behind = link.buffered() + session.backlog
                 if behind > buffer_cap:
                     self._overflow(session, link, behind)
-                    if granted and not session.clean:
+                    if granted & QOS_MASK and not session.clean:
                         self._queue(session, Outgoing(topic, payload, False, props), now)
                     continue
-                if session.protocol == 5 or granted > QOS_MASK:
-                    if granted == 0 and not session.alias_max and session.max_packet is None:
+                if granted > 3:
+                    if granted == MQTT5 and not session.alias_max and session.max_packet is None:
                         if qos0_bytes5 is None:
                             qos0_bytes5 = codec5.encode_publish(
                                 topic_bytes,
@@ -527,6 +524,21 @@ class BrokerState:
                     session.backlog += len(payload)
             except Exception:
                 log.exception("delivery on %r to client %r failed", topic, client_id)
+
+    @staticmethod
+    def _granted5(sub: int, qos: int, client_id: str, message: InboundMessage | None) -> int:
+        """The value a subscription with MQTT 5's options gives one delivery: the QoS, the
+        RETAIN flag it keeps (Retain As Published) and the MQTT5 bit; -1 for none (No
+        Local, on the publisher's own message). 3.1.1 subscribers of an MQTT 5 publisher
+        never get here."""
+        if message is None:
+            return (sub & QOS_MASK if sub & QOS_MASK < qos else qos) | (sub & MQTT5)
+        if sub & NO_LOCAL and client_id == message.client_id:
+            return -1
+        granted = sub & QOS_MASK if sub & QOS_MASK < qos else qos
+        if message.retain:
+            granted |= sub & RETAIN_AS_PUBLISHED
+        return granted | (sub & MQTT5)
 
     def _deliver5(
         self,
