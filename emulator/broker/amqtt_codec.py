@@ -70,7 +70,36 @@ def _packet(frame: Frame, packet_class: Any, name: str) -> Any:
         raise ProtocolError(f"malformed {name}: {exc}") from exc
 
 
+def _check_connect(body: bytes) -> None:
+    """What amqtt lets through in an MQTT 3.1.1 CONNECT and the specification makes a
+    reason to close (found by the Eclipse Paho suite's checks): the reserved flag
+    [MQTT-3.1.2-3], will QoS or retain without a will [MQTT-3.1.2-13/15], will QoS 3
+    [MQTT-3.1.2-14], a password without a user name [MQTT-3.1.2-22], a client ID that is
+    not UTF-8 [MQTT-1.5.3-1]."""
+    if len(body) < 2:
+        return  # amqtt says what is wrong
+    at = 2 + int.from_bytes(body[:2])
+    if at + 6 > len(body):
+        return
+    flags = body[at + 1]
+    if flags & 0x01:
+        raise ProtocolError("CONNECT reserved flag set")
+    if not flags & 0x04 and flags & 0x38:
+        raise ProtocolError("CONNECT has will QoS or retain without a will")
+    if flags & 0x18 == 0x18:
+        raise ProtocolError("CONNECT has will QoS 3")
+    if flags & 0x40 and not flags & 0x80:
+        raise ProtocolError("CONNECT has a password without a user name")
+    start = at + 6
+    end = start + int.from_bytes(body[at + 4 : at + 6])
+    try:
+        body[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("CONNECT client identifier is not valid UTF-8") from None
+
+
 def decode_connect(frame: Frame) -> Connect:
+    _check_connect(frame.body)
     packet = _packet(frame, ConnectPacket, "CONNECT")
     assert isinstance(packet, ConnectPacket)
     payload = packet.payload

@@ -48,6 +48,19 @@ PACKET_NAMES = {
     15: "AUTH",
 }
 
+# The fixed-header flags each packet a client sends must have, but PUBLISH ([MQTT-2.2.2-2]).
+REQUIRED_FLAGS = {
+    CONNECT: 0,
+    PUBACK: 0,
+    PUBREC: 0,
+    PUBREL: 2,
+    PUBCOMP: 0,
+    SUBSCRIBE: 2,
+    UNSUBSCRIBE: 2,
+    PINGREQ: 0,
+    DISCONNECT: 0,
+}
+
 PINGRESP_BYTES = b"\xd0\x00"
 DISCONNECT_BYTES = b"\xe0\x00"
 SUBACK_FAILURE = 0x80
@@ -80,22 +93,35 @@ class Frame(NamedTuple):
 
 class FrameReader:
     """Accumulates bytes and splits them into frames; rejects frames over ``max_size``
-    as soon as their length is known, without buffering them."""
+    as soon as their length is known, without buffering them. A bad frame behind good
+    ones in the same bytes is kept in ``error`` (the good ones are returned first: packets
+    are handled in order, so a CONNECT is answered before what follows it fails)."""
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_buf", "_max", "error")
 
     def __init__(self, max_size: int) -> None:
         self._buf = bytearray()
         self._max = max_size
+        self.error: ProtocolError | None = None
 
     def limit(self, max_size: int) -> None:
         """A new maximum frame size (MQTT 5's, once the CONNECT says the version)."""
         self._max = max_size
 
     def feed(self, data: bytes) -> list[Frame]:
+        frames: list[Frame] = []
+        try:
+            self._split(data, frames)
+        except ProtocolError as exc:
+            if not frames:
+                raise
+            self.error = exc
+            self._buf.clear()
+        return frames
+
+    def _split(self, data: bytes, frames: list[Frame]) -> None:
         buf = self._buf
         buf += data
-        frames: list[Frame] = []
         pos = 0
         end = len(buf)
         while end - pos >= 2:
@@ -108,7 +134,7 @@ class FrameReader:
                     if index - pos > 4:
                         raise ProtocolError("malformed remaining length")
                     self._compact(pos)
-                    return frames
+                    return
                 byte = buf[index]
                 length += (byte & 0x7F) * multiplier
                 index += 1
@@ -133,7 +159,6 @@ class FrameReader:
             )
             pos = index + length
         self._compact(pos)
-        return frames
 
     def _compact(self, pos: int) -> None:
         if pos:
@@ -180,6 +205,8 @@ def decode_publish(frame: Frame) -> Publish:
         if len(body) < end + 2:
             raise ProtocolError("PUBLISH packet id truncated")
         (packet_id,) = struct.unpack_from("!H", body, end)
+        if not packet_id:
+            raise ProtocolError("PUBLISH with packet id 0")
         end += 2
     flags = frame.flags
     return _new_tuple(Publish, (topic, body[end:], qos, flags & 1 == 1, flags & 8 == 8, packet_id))

@@ -65,6 +65,7 @@ from emulator.broker.auth import ClientIdentity
 from emulator.broker.codec import (
     CONNECT,
     DISCONNECT,
+    MALFORMED,
     PACKET_NAMES,
     PINGREQ,
     PINGRESP_BYTES,
@@ -74,6 +75,7 @@ from emulator.broker.codec import (
     PUBLISH,
     PUBREC,
     PUBREL,
+    REQUIRED_FLAGS,
     SUBACK_FAILURE,
     SUBSCRIBE,
     UNSUBSCRIBE,
@@ -324,6 +326,11 @@ class MqttProtocol:
                     break
                 if not self._control(frame, now, out):
                     break
+            else:
+                error = self._frames.error
+                if error is not None and self.open:
+                    self._frames.error = None
+                    raise error
         except ProtocolError as exc:
             self._protocol_error(str(exc), exc.code)
         publishes.tokens = tokens
@@ -446,6 +453,9 @@ class MqttProtocol:
         False: stop reading."""
         kind = frame[0]
         state = self.state
+        if frame.flags != REQUIRED_FLAGS.get(kind, frame.flags):
+            name = PACKET_NAMES.get(kind, str(kind))
+            raise ProtocolError(f"{name} with fixed-header flags {frame.flags:#x}", MALFORMED)
         if kind not in ACCEPTED[state]:
             name = PACKET_NAMES.get(kind, str(kind))
             if state is ConnState.AWAITING_CONNECT:
@@ -473,6 +483,8 @@ class MqttProtocol:
                 if not self.open:
                     return False
             else:
+                if frame.body:
+                    raise ProtocolError("DISCONNECT with a body")  # the will is published
                 self.will = None  # a clean DISCONNECT discards the Last Will
             self.state = ConnState.CLOSING
             self.close_reason = DisconnectReason.CLIENT_INITIATED_DISCONNECT
@@ -856,12 +868,15 @@ class MqttProtocol:
         session = self.session
         identity = self.identity
         assert session is not None and identity is not None
-        if frame.flags != 0x02:
-            raise ProtocolError("SUBSCRIBE with wrong fixed-header flags")
         v5 = self.v5
         packet: Subscribe = codec5.decode_subscribe(frame) if v5 else decode_subscribe(frame)
         if not packet.filters:
             raise ProtocolError("SUBSCRIBE without topic filters", PROTOCOL_ERROR)
+        if not packet.packet_id:
+            raise ProtocolError("SUBSCRIBE with packet id 0", PROTOCOL_ERROR)
+        if not v5 and any(options > 2 for _, options in packet.filters):
+            # MQTT 3.1.1 [MQTT-3.8.3-4]: QoS 3 or reserved bits in the requested QoS byte.
+            raise ProtocolError("SUBSCRIBE requests QoS 3 or sets reserved bits", MALFORMED)
         if packet.subscription_id is not None:
             # AWS: "Subscription Identifier Available" is 0 in the CONNACK.
             self._close(
@@ -949,6 +964,8 @@ class MqttProtocol:
         session = self.session
         assert session is not None
         packet = codec5.decode_unsubscribe(frame) if self.v5 else decode_unsubscribe(frame)
+        if not packet.filters or not packet.packet_id:
+            raise ProtocolError("UNSUBSCRIBE without topic filters or with packet id 0")
         codes = []
         for topic_filter in packet.filters:
             existed = self._broker.unsubscribe(session, topic_filter)
