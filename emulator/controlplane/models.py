@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
+from cryptography.exceptions import InvalidSignature
+
 from emulator.broker.auth import AttachedThing, CertificatePrincipal
 from emulator.broker.policy import PolicyError, PolicySet
 from emulator.controlplane.exceptions import (
@@ -273,7 +275,7 @@ class Registry:
                 cert.verify_directly_issued_by(ca)
             except CertificateInvalid as exc:
                 raise CertificateValidation(str(exc)) from exc
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, InvalidSignature) as exc:
                 raise CertificateValidation(
                     f"the certificate is not issued by the CA certificate: {exc}"
                 ) from exc

@@ -34,6 +34,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from emulator.app import StartupError
+from emulator.identity.x509 import (
+    certificate_id,
+    der,
+    issue_keys_and_certificate,
+    new_authority,
+    pem,
+)
 from emulator.pytest_plugin import EmulatorHandle, ThreadedEmulatorFactory
 from emulator.testing import TestClient
 
@@ -759,3 +766,39 @@ async def test_the_device_sdk_v2_sigv4_websocket_builder_connects_over_wss(
     finally:
         await asyncio.wrap_future(connection.disconnect())
         await watcher.close()
+
+
+async def test_register_certificate_checks_it_against_its_ca(
+    iot: EmulatorHandle, tmp_path: Path
+) -> None:
+    """A fleet's own CA: the device certificate is registered with the CA certificate it
+    was issued by (not with another), then connects."""
+    api = iot_client(iot)
+    now = dt.datetime.now(dt.UTC)
+    fleet_ca = new_authority(now)
+    other_ca = new_authority(now)
+    issued = issue_keys_and_certificate(fleet_ca, now)
+    files = {"cert": str(tmp_path / "fleet.crt"), "key": str(tmp_path / "fleet.key")}
+    Path(files["cert"]).write_text(issued.certificate_pem)
+    Path(files["key"]).write_text(issued.private_key_pem)
+    with pytest.raises(ClientError) as wrong:
+        api.register_certificate(
+            certificatePem=issued.certificate_pem,
+            caCertificatePem=pem(other_ca.certificate),
+            status="ACTIVE",
+        )
+    assert wrong.value.response["Error"]["Code"] == "CertificateValidationException"
+    registered = api.register_certificate(
+        certificatePem=issued.certificate_pem,
+        caCertificatePem=pem(fleet_ca.certificate),
+        status="ACTIVE",
+    )
+    description = api.describe_certificate(certificateId=registered["certificateId"])
+    assert description["certificateDescription"]["caCertificateId"] == certificate_id(
+        der(fleet_ca.certificate)
+    )
+    api.create_policy(policyName="devices", policyDocument=json.dumps(ALLOW_ALL))
+    api.attach_policy(policyName="devices", target=registered["certificateArn"])
+    client = device(iot, files, "fleet-1")
+    await client.connect()
+    await client.close()
