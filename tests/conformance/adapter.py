@@ -228,8 +228,7 @@ class Suite311(Suite):
 
 class Suite5(Suite):
     """``client_test5.py``, MQTT 5 (its ``setData`` gives the same topics as 3.1.1's
-    ``__main__``). ``paho5_tests.py`` runs it, by its path only until the broker's MQTT 5 is
-    done (``tests/conformance/README.md``)."""
+    ``__main__``). ``tests/integration/test_paho_conformance5.py`` runs it."""
 
     MODULE = "client_test5"
 

@@ -3,11 +3,8 @@ tests/conformance/paho) against the emulator, through tests/conformance/adapter.
 runs as written (QoS capped at 1) or, where AWS documents another outcome, in the adapted form
 of tests/conformance/adapted5.py that asserts AWS's.
 
-Not collected by ``make test`` (the file name does not match ``test_*.py``) until the broker's
-MQTT 5 work (issue 14) is done: run it by its path,
-``.venv/bin/python -m pytest tests/conformance/paho5_tests.py``. It takes about 2.5 minutes,
-most of it the suite's own sleeps (test_session_expiry 20 s, test_will_delay 12 s); to make
-it part of CI, move it to tests/integration/test_paho_conformance5.py."""
+It takes about 2 minutes, most of it the suite's own sleeps (test_session_expiry 20 s,
+test_will_delay 12 s)."""
 
 from __future__ import annotations
 
