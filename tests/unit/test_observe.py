@@ -1,4 +1,4 @@
-"""The observer hub (emulator/observe.py) and the console's JSON views: pure values."""
+"""The observer hub (emulator/observe.py), the console's JSON views and trigger names: pure values."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from emulator.console.taps import trigger_of
 from emulator.console.views import event_json
 from emulator.messages import InboundMessage
 from emulator.observe import (
@@ -150,3 +151,21 @@ def test_a_payload_kept_cut_inside_a_character_is_still_text() -> None:
     long = b"a" + "é".encode() * PAYLOAD_KEPT  # its first PAYLOAD_KEPT bytes end mid-character
     assert kept(long) == long[:PAYLOAD_KEPT] and kept(b"{}") == b"{}"
     assert json_default(kept(long)) == "a" + "é" * ((PAYLOAD_KEPT - 1) // 2)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "trigger"),
+    [
+        (("mapping", "chat-stream"), None, "kinesis chat-stream"),
+        (("invoke", "AKIDLOCAL"), None, "Invoke API (AKIDLOCAL)"),
+        (("invoke-from", "127.0.0.1"), None, "Invoke API (127.0.0.1)"),
+        ("web-1", "ChatLambda", "rule ChatLambda"),
+        ("web-1", None, "rule (client web-1)"),
+        (("rule", "ChatPresence"), None, "rule ChatPresence"),
+        (("emulator", ""), None, "emulator"),
+    ],
+)
+def test_an_invocations_trigger_is_named_from_its_source(
+    source: Any, rule: str | None, trigger: str
+) -> None:
+    assert trigger_of(source, rule) == trigger
