@@ -315,6 +315,21 @@ def kept(payload: bytes) -> bytes:
     return payload if len(payload) <= PAYLOAD_KEPT else payload[:PAYLOAD_KEPT]
 
 
+def properties_json(properties: Json) -> Json:
+    """A message's MQTT 5 properties (``messages.PublishProperties``, a named tuple) as the
+    fields it has, by name; the raw property section (``wire``) left out."""
+    if properties is None:
+        return None
+    fields = getattr(properties, "_asdict", None)
+    if fields is None:
+        return properties
+    return {
+        name: value
+        for name, value in fields().items()
+        if name != "wire" and value not in (None, (), b"")
+    }
+
+
 NO_OUTPUT: Final = object()  # what ``evaluated`` is given when WHERE did not pass
 
 

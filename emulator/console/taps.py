@@ -29,7 +29,15 @@ from emulator.broker.broker import IoTBroker
 from emulator.functions.service import FunctionPool, FunctionService
 from emulator.functions.workers import InvokeResult
 from emulator.messages import InboundMessage, IngestMessage
-from emulator.observe import Denial, Invocation, LogLine, MessageSeen, ObserverHub, kept
+from emulator.observe import (
+    Denial,
+    Invocation,
+    LogLine,
+    MessageSeen,
+    ObserverHub,
+    kept,
+    properties_json,
+)
 from emulator.rules.engine import RulesEngine
 
 log = logging.getLogger(__name__)
@@ -234,7 +242,7 @@ class ConsoleTaps:
                 msg.hops,
                 parent,
                 None,
-                getattr(msg, "properties", None),  # MQTT 5 (messages.py), once there
+                properties_json(getattr(msg, "properties", None)),  # MQTT 5
             )
         )
 
@@ -262,7 +270,7 @@ class ConsoleTaps:
                 msg.hops,
                 parent,
                 msg.rule,
-                getattr(msg, "properties", None),
+                properties_json(getattr(msg, "properties", None)),
             )
         )
 

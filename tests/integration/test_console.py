@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from emulator.app import Emulator
 from emulator.config import REPO_ROOT
@@ -231,3 +234,30 @@ async def test_try_it_is_the_dry_run_of_rules_test(
     async with http.post(f"{base}/console/try", json=bad) as r:
         assert any("nosuch" in d for d in (await r.json())["diagnostics"])
     assert not handle.emulator.console.hub.active  # a dry run opens no console
+
+
+async def test_an_mqtt5_messages_properties_are_shown(
+    handle: EmulatorHandle,
+    http: aiohttp.ClientSession,
+    opened: list[aiohttp.ClientResponse],
+) -> None:
+    em = handle.emulator
+    stream = await open_stream(http, em, opened)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="v5-sensor", protocol=mqtt.MQTTv5
+    )
+    await asyncio.to_thread(client.connect, "127.0.0.1", handle.mqtt_port)
+    client.loop_start()
+    try:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ContentType = "application/json"
+        properties.UserProperty = [("unit", "celsius")]
+        client.publish("dev/v5-sensor/temp", b'{"temp": 3}', 1, properties=properties)
+        message = await stream.until(
+            lambda e: e["kind"] == "message" and e["topic"] == "dev/v5-sensor/temp"
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert message["properties"]["content_type"] == "application/json"
+    assert message["properties"]["user_properties"] == [["unit", "celsius"]]

@@ -8,7 +8,7 @@ import pytest
 
 from emulator.console.taps import trigger_of
 from emulator.console.views import event_json
-from emulator.messages import InboundMessage
+from emulator.messages import InboundMessage, PublishProperties
 from emulator.observe import (
     NO_OUTPUT,
     PAYLOAD_KEPT,
@@ -17,6 +17,7 @@ from emulator.observe import (
     TooManyViewers,
     json_default,
     kept,
+    properties_json,
     request_fields,
 )
 
@@ -169,3 +170,15 @@ def test_an_invocations_trigger_is_named_from_its_source(
     source: Any, rule: str | None, trigger: str
 ) -> None:
     assert trigger_of(source, rule) == trigger
+
+
+def test_mqtt5_properties_are_shown_by_name() -> None:
+    properties = PublishProperties(1, None, "application/json", "re/ply", b"id", (("k", "v"),))
+    assert properties_json(properties) == {
+        "payload_format": 1,
+        "content_type": "application/json",
+        "response_topic": "re/ply",
+        "correlation_data": b"id",
+        "user_properties": (("k", "v"),),
+    }
+    assert properties_json(None) is None
