@@ -33,19 +33,27 @@ def _str(s: str | bytes) -> bytes:
     return struct.pack("!H", len(b)) + b
 
 
-def encode_connect(client_id: str, keepalive: int = 600, clean: bool = True) -> bytes:
-    body = _str("MQTT") + bytes([4, 0x02 if clean else 0]) + struct.pack("!H", keepalive)
+def encode_connect(
+    client_id: str, keepalive: int = 600, clean: bool = True, version: int = 4
+) -> bytes:
+    body = _str("MQTT") + bytes([version, 0x02 if clean else 0]) + struct.pack("!H", keepalive)
+    if version == 5:
+        body += b"\x00"  # no properties
     body += _str(client_id)
     return bytes([CONNECT << 4]) + encode_length(len(body)) + body
 
 
-def encode_subscribe(packet_id: int, filters: list[str], qos: int) -> bytes:
-    body = struct.pack("!H", packet_id) + b"".join(_str(f) + bytes([qos]) for f in filters)
+def encode_subscribe(packet_id: int, filters: list[str], qos: int, version: int = 4) -> bytes:
+    body = struct.pack("!H", packet_id) + (b"\x00" if version == 5 else b"")
+    body += b"".join(_str(f) + bytes([qos]) for f in filters)
     return bytes([SUBSCRIBE << 4 | 2]) + encode_length(len(body)) + body
 
 
-def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0) -> bytes:
-    body = _str(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+def encode_publish(
+    topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, props: bytes | None = None
+) -> bytes:
+    """``props``: an MQTT 5 property section (None: MQTT 3.1.1)."""
+    body = _str(topic) + (struct.pack("!H", packet_id) if qos else b"") + (props or b"") + payload
     return bytes([PUBLISH << 4 | qos << 1]) + encode_length(len(body)) + body
 
 
@@ -80,8 +88,8 @@ def split_frames(buf: bytearray) -> list[tuple[int, int, bytes]]:
     return frames
 
 
-def decode_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes]:
-    """(topic, qos, packet id, payload) of a PUBLISH body."""
+def decode_publish(flags: int, body: bytes, version: int = 4) -> tuple[str, int, int, bytes]:
+    """(topic, qos, packet id, payload) of a PUBLISH body (MQTT 5: its properties skipped)."""
     tlen = struct.unpack_from("!H", body)[0]
     topic = body[2 : 2 + tlen].decode()
     qos = (flags >> 1) & 3
@@ -90,6 +98,16 @@ def decode_publish(flags: int, body: bytes) -> tuple[str, int, int, bytes]:
     if qos:
         pid = struct.unpack_from("!H", body, pos)[0]
         pos += 2
+    if version == 5:
+        length, shift = 0, 0
+        while True:
+            byte = body[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        pos += length
     return topic, qos, pid, body[pos:]
 
 
@@ -100,8 +118,9 @@ OnPublish = Callable[[str, bytes], None]
 class Client(asyncio.Protocol):
     """One MQTT connection over TCP (asyncio protocol) or WebSocket (aiohttp)."""
 
-    def __init__(self, on_publish: OnPublish | None = None) -> None:
+    def __init__(self, on_publish: OnPublish | None = None, version: int = 4) -> None:
         self.on_publish = on_publish
+        self.version = version
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.ws: Any = None
@@ -140,7 +159,7 @@ class Client(asyncio.Protocol):
     def _dispatch(self) -> None:
         for kind, flags, body in split_frames(self.buf):
             if kind == PUBLISH:
-                topic, qos, pid, payload = decode_publish(flags, body)
+                topic, qos, pid, payload = decode_publish(flags, body, self.version)
                 if qos == 1:
                     self.write(encode_puback(pid))
                 if self.on_publish is not None:
@@ -198,7 +217,7 @@ class Client(asyncio.Protocol):
                 ws_url, protocols=("mqtt",), autoping=True, max_msg_size=0
             )
             self._ws_task = asyncio.ensure_future(self._ws_reader())
-        self.write(encode_connect(client_id))
+        self.write(encode_connect(client_id, version=self.version))
         body = await asyncio.wait_for(connack, 30)
         if len(body) < 2 or body[1] != 0:
             raise ConnectionError(f"CONNACK refused: {body!r}")
@@ -218,9 +237,9 @@ class Client(asyncio.Protocol):
 
     async def subscribe(self, filters: list[str], qos: int = 0, packet_id: int = 1) -> None:
         suback = self._expect(SUBACK, packet_id)
-        self.write(encode_subscribe(packet_id, filters, qos))
+        self.write(encode_subscribe(packet_id, filters, qos, self.version))
         body = await asyncio.wait_for(suback, 60)
-        if any(code == 0x80 for code in body[2:]):
+        if any(code >= 0x80 for code in body[2:]):
             raise ConnectionError(f"SUBACK refused a filter of {filters[:3]}")
 
     async def publish_qos1(self, frame_for: Callable[[int], bytes], count: int) -> None:
@@ -271,9 +290,10 @@ def subscriber_worker(
     ready: Any,
     results: Any,
     latency: bool = False,
+    version: int = 4,
 ) -> None:
     """Subscribe, signal ready, count messages until ``expect`` arrived or ``timeout``."""
-    _run(_subscriber(host, port, filters, qos, expect, timeout, ready, results, latency))
+    _run(_subscriber(host, port, filters, qos, expect, timeout, ready, results, latency, version))
 
 
 async def _subscriber(
@@ -286,6 +306,7 @@ async def _subscriber(
     ready: Any,
     results: Any,
     latency: bool,
+    version: int = 4,
 ) -> None:
     done = asyncio.Event()
     state = {"n": 0, "first": 0.0, "last": 0.0}
@@ -303,7 +324,7 @@ async def _subscriber(
         if state["n"] >= expect:
             done.set()
 
-    client = Client(on_publish)
+    client = Client(on_publish, version)
     await client.connect(host, port, f"bench-sub-{mp.current_process().pid}")
     await client.subscribe(filters, qos)
     ready.set()
@@ -323,9 +344,13 @@ def publisher_worker(
     rate: float | None,
     results: Any,
     json_payload: dict[str, Any] | None = None,
+    props: bytes | None = None,
 ) -> None:
-    """Publish ``count`` messages as fast as possible, or at ``rate`` per second."""
-    _run(_publisher(host, port, topic, qos, count, payload_size, rate, results, json_payload))
+    """Publish ``count`` messages as fast as possible, or at ``rate`` per second; with
+    ``props`` (an MQTT 5 property section, ``b"\\x00"`` for none) over MQTT 5."""
+    _run(
+        _publisher(host, port, topic, qos, count, payload_size, rate, results, json_payload, props)
+    )
 
 
 async def _publisher(
@@ -338,8 +363,9 @@ async def _publisher(
     rate: float | None,
     results: Any,
     json_payload: dict[str, Any] | None,
+    props: bytes | None = None,
 ) -> None:
-    client = Client()
+    client = Client(version=4 if props is None else 5)
     await client.connect(host, port, f"bench-pub-{mp.current_process().pid}")
     start = time.monotonic()
     if rate is not None:
@@ -355,13 +381,13 @@ async def _publisher(
             payload = json.dumps(base).encode()
             if qos:
                 await client.publish_qos1(
-                    lambda pid, p=payload: encode_publish(topic, p, 1, pid), 1
+                    lambda pid, p=payload: encode_publish(topic, p, 1, pid, props), 1
                 )
             else:
-                client.write(encode_publish(topic, payload))
+                client.write(encode_publish(topic, payload, props=props))
     elif qos == 0:
         body = json.dumps(json_payload).encode() if json_payload else b"x" * payload_size
-        frame = encode_publish(topic, body)
+        frame = encode_publish(topic, body, props=props)
         batch = frame * 100
         for _ in range(count // 100):
             client.write(batch)
@@ -371,7 +397,7 @@ async def _publisher(
             client.write(frame)
     else:
         head = struct.pack("!H", len(topic)) + topic.encode()
-        payload = b"x" * payload_size
+        payload = (props or b"") + b"x" * payload_size  # the properties follow the packet id
         prefix = bytes([PUBLISH << 4 | 2]) + encode_length(len(head) + 2 + len(payload)) + head
 
         await client.publish_qos1(lambda pid: prefix + struct.pack("!H", pid) + payload, count)

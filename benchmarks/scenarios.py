@@ -119,12 +119,15 @@ def measure_passthrough(
     timeout: float,
     topic: str = "bench/pt",
     payload_size: int = 16,
+    props: bytes | None = None,
 ) -> dict[str, float]:
-    """One publisher process -> one subscriber process; the subscriber's receive rate."""
+    """One publisher process -> one subscriber process; the subscriber's receive rate.
+    With ``props`` (an MQTT 5 property section) both clients speak MQTT 5."""
     results, ready = CTX.Queue(), CTX.Event()
+    version = 4 if props is None else 5
     sub = CTX.Process(
         target=load.subscriber_worker,
-        args=(HOST, broker.port, [topic], qos, count, timeout, ready, results),
+        args=(HOST, broker.port, [topic], qos, count, timeout, ready, results, False, version),
     )
     sub.start()
     if not ready.wait(30):
@@ -132,7 +135,7 @@ def measure_passthrough(
         raise harness.HarnessError(f"{broker.name}: subscriber not ready")
     pub = CTX.Process(
         target=load.publisher_worker,
-        args=(HOST, broker.port, topic, qos, count, payload_size, None, results),
+        args=(HOST, broker.port, topic, qos, count, payload_size, None, results, None, props),
     )
     pub.start()
     got = {r["role"]: r for r in _collect(results, 2, timeout + 15)}
@@ -164,6 +167,45 @@ def passthrough(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
                         sent=m["sent"],
                     )
                 )
+    return rows
+
+
+# MQTT 5: a PUBLISH without properties, and one with a content type and two user
+# properties (kept end to end; both brokers send them on to the subscriber).
+MQTT5_PROPS = {
+    "mqtt5": b"\x00",
+    "mqtt5_props": bytes.fromhex("27")  # 39 bytes of properties
+    + b"\x03\x00\x10application/json"
+    + b"\x26\x00\x01k\x00\x01v"
+    + b"\x26\x00\x03app\x00\x05bench",
+}
+
+
+def mqtt5_passthrough(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[Row]:
+    """``passthrough`` with MQTT 5 clients, with and without properties."""
+    rows: list[Row] = []
+    for name, factory in brokers:
+        if name == "amqtt":
+            rows.append(row("mqtt5", name, "skipped", None, "", note="MQTT 3.1.1 only"))
+            continue
+        with started(factory) as broker:
+            if broker is None:
+                rows.append(row("mqtt5", name, "skipped", None, "", note="not installed"))
+                continue
+            for label, props in MQTT5_PROPS.items():
+                for qos, count in ((0, sizes.passthrough), (1, sizes.passthrough_qos1)):
+                    m = measure_passthrough(broker, qos, count, sizes.timeout, props=props)
+                    rows.append(
+                        row(
+                            f"{label}_qos{qos}",
+                            name,
+                            "rate",
+                            round(m["rate"]),
+                            "msg/s",
+                            received=m["received"],
+                            sent=m["sent"],
+                        )
+                    )
     return rows
 
 
@@ -609,6 +651,7 @@ def rule_lambda(sizes: Sizes, brokers: list[tuple[str, BrokerFactory]]) -> list[
 
 SCENARIOS: dict[str, Callable[[Sizes, list[tuple[str, BrokerFactory]]], list[Row]]] = {
     "passthrough": passthrough,
+    "mqtt5": mqtt5_passthrough,
     "tls": tls_passthrough,
     "chat": chat_path,
     "fanout": fanout,

@@ -77,7 +77,24 @@ def _utf8(raw: bytes, what: str) -> str:
 
 
 # -- PUBLISH (hot path) ------------------------------------------------------------------
-def decode_publish(frame: Frame) -> tuple[Publish, p.Properties]:
+class PropertyCache:
+    """One connection's last PUBLISH property section, decoded, and the message properties
+    made from it: a client that sends the same content type and user properties with
+    every message (the usual case) has them decoded once, not per message. Only a
+    section without an expiry (which depends on the time) keeps its ``message``."""
+
+    __slots__ = ("made", "message", "props", "raw")
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.props: p.Properties = p.NONE
+        self.message: PublishProperties | None = None
+        self.made = False  # ``message`` is made from ``props``
+
+
+def decode_publish(
+    frame: Frame, cache: PropertyCache | None = None
+) -> tuple[Publish, p.Properties]:
     """An MQTT 5 PUBLISH: the fields MQTT 3.1.1 has, and its properties (``p.NONE``, the
     shared empty dict, when it has none; the section's bytes under ``p.WIRE``)."""
     body = frame.body
@@ -104,8 +121,18 @@ def decode_publish(frame: Frame) -> tuple[Publish, p.Properties]:
         end += 1
     else:
         start = end
-        props, end = p.decode(body, end, p.PUBLISH_PROPERTIES, "PUBLISH")
-        props[p.WIRE] = body[start:end]
+        length, after = p.read_varint(body, end)
+        raw = body[start : after + length]
+        if cache is not None and raw == cache.raw:
+            props = cache.props
+            end = after + length
+        else:
+            props, end = p.decode(body, end, p.PUBLISH_PROPERTIES, "PUBLISH")
+            props[p.WIRE] = raw
+            if cache is not None:
+                cache.raw = raw
+                cache.props = props
+                cache.made = False
     publish = _new_tuple(
         Publish, (topic, body[end:], qos, flags & 1 == 1, flags & 8 == 8, packet_id)
     )

@@ -256,6 +256,7 @@ class MqttProtocol:
         self.v5 = False  # MQTT 5 (CONNECT protocol level 5)
         self._aliases: dict[int, str] = {}  # MQTT 5 topic aliases the client set
         self._goodbye: bytes | None = None  # MQTT 5 DISCONNECT to send before closing
+        self._props_cache = codec5.PropertyCache()
         # MQTT 5 Request Problem Information: 0 forbids Reason Strings on acknowledgements
         self._problem_info = True
         # sourceip() of this client's messages: the TCP or WebSocket peer's address
@@ -689,7 +690,7 @@ class MqttProtocol:
         """A client's PUBLISH; False: it ended the connection."""
         properties = None
         if self.v5:
-            publish, props = codec5.decode_publish(frame)
+            publish, props = codec5.decode_publish(frame, self._props_cache)
             topic, payload, qos, retain, _dup, packet_id = publish
             if props:
                 topic, properties = self._properties5(publish, props, now)
@@ -786,7 +787,13 @@ class MqttProtocol:
             raise ProtocolError("PUBLISH without a topic or a topic alias", PROTOCOL_ERROR)
         if props5.SUBSCRIPTION_ID in props:
             raise ProtocolError("a client's PUBLISH has a Subscription Identifier", PROTOCOL_ERROR)
+        cache = self._props_cache
+        if cache.made and cache.props is props:
+            return topic, cache.message  # its limits were checked when it was made
         properties = codec5.message_properties(props, now)
+        if cache.props is props and props5.MESSAGE_EXPIRY not in props:
+            cache.message = properties
+            cache.made = True
         if properties is not None:
             users = sum(len(k) + len(v) for k, v in properties.user_properties)
             if (

@@ -447,10 +447,12 @@ class BrokerState:
         # are its options looked at, and the delivery takes the MQTT 5 branch below.
         targets: dict[str, int] = {}
         for client_id, sub in matches:
-            if sub > 3:
-                granted = self._granted5(sub, qos, client_id, message)
-                if granted < 0:
+            if sub > 3:  # MQTT 5 (the MQTT5 bit, 0x40): No Local, Retain As Published
+                if sub & 4 and message is not None and client_id == message.client_id:
                     continue
+                granted = (sub & 3 if sub & 3 < qos else qos) | 0x40
+                if sub & 8 and message is not None and message.retain:
+                    granted |= 8
             else:
                 granted = sub if sub < qos else qos
             if targets.get(client_id, -1) < granted:
