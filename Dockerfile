@@ -32,7 +32,7 @@ COPY template.yaml ./
 # needs; docker-compose.yml publishes the ports on the host's 127.0.0.1 only.
 ENV EMULATOR_HOST=0.0.0.0 \
     EMULATOR_BACKEND=external
-EXPOSE 1883 8080
+EXPOSE 1883 8080 8883 8443
 HEALTHCHECK --interval=5s --timeout=3s --retries=20 \
   CMD curl -fsS http://127.0.0.1:8080/health || exit 1
 

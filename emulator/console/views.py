@@ -50,7 +50,8 @@ def sessions_json(sessions: Mapping[str, Session]) -> Json:
                 "principal": identity.principal if identity is not None else None,
                 "source_ip": identity.source_ip if identity is not None else None,
                 "clean": session.clean,
-                "subscriptions": dict(session.subscriptions),
+                # filter -> granted QoS (the value also holds MQTT 5's option bits)
+                "subscriptions": {f: o & 3 for f, o in session.subscriptions.items()},
                 "inflight": len(session.inflight),
                 "queued": len(session.queued),
             }

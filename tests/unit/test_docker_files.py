@@ -111,9 +111,10 @@ def test_the_port_parser_reads_compose_syntax() -> None:
 
 def test_published_ports_are_the_emulator_defaults() -> None:
     ports = {published(spec)[1:] for spec in EMULATOR["ports"]}
-    assert {(1883, 1883), (8080, 8080)} <= ports
+    assert {(1883, 1883), (8080, 8080), (8883, 8883), (8443, 8443)} <= ports
     config = load_config({})
     assert (config.mqtt_port, config.http_port) == (1883, 8080)
+    assert (config.mqtt_tls_port, config.https_port) == (8883, 8443)
 
 
 @pytest.mark.parametrize("service", ["emulator", "dynamodb", "kinesis"])
