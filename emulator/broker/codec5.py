@@ -66,16 +66,6 @@ NO_SUBSCRIPTION_EXISTED = 0x11
 DISCONNECT_WITH_WILL = 0x04
 
 
-def _utf8(raw: bytes, what: str) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(f"{what} is not valid UTF-8", MALFORMED) from exc
-    if "\x00" in text:
-        raise ProtocolError(f"{what} contains U+0000", MALFORMED)
-    return text
-
-
 # -- PUBLISH (hot path) ------------------------------------------------------------------
 class PropertyCache:
     """One connection's last PUBLISH property section, decoded, and the message properties
@@ -105,7 +95,7 @@ def decode_publish(
     end = 2 + topic_len
     if size < end + 1:
         raise ProtocolError("PUBLISH topic truncated")
-    topic = _utf8(body[2:end], "PUBLISH topic") if topic_len else ""
+    topic = p.utf8(body[2:end], "PUBLISH topic") if topic_len else ""
     flags = frame.flags
     qos = (flags >> 1) & 0x03
     packet_id = None
@@ -288,7 +278,7 @@ def decode_connect(frame: Frame) -> Connect:
         raise ProtocolError("CONNECT reserved flag set")
     props, pos = p.decode(body, pos, p.CONNECT_PROPERTIES, "CONNECT")
     raw_id, pos = _field(body, pos, "client identifier")
-    client_id = _utf8(raw_id, "client identifier")
+    client_id = p.utf8(raw_id, "client identifier")
     will = None
     will_qos = (flags >> 3) & 0x03
     if flags & 0x04:
@@ -297,7 +287,7 @@ def decode_connect(frame: Frame) -> Connect:
         will_payload, pos = _field(body, pos, "will payload")
         expiry = will_props.get(p.MESSAGE_EXPIRY)
         will = Will(
-            _utf8(raw_topic, "will topic"),
+            p.utf8(raw_topic, "will topic"),
             will_payload,
             will_qos,
             bool(flags & 0x20),
@@ -311,7 +301,7 @@ def decode_connect(frame: Frame) -> Connect:
     username = None
     if flags & 0x80:
         raw_user, pos = _field(body, pos, "user name")
-        username = _utf8(raw_user, "user name")
+        username = p.utf8(raw_user, "user name")
     if flags & 0x40:
         _, pos = _field(body, pos, "password")
     if pos != len(body):
@@ -326,7 +316,7 @@ def decode_connect(frame: Frame) -> Connect:
     if problem > 1 or props.get(p.REQUEST_RESPONSE_INFO, 0) > 1:
         raise ProtocolError("Request Problem/Response Information not 0 or 1", PROTOCOL_ERROR)
     return Connect(
-        protocol_name=_utf8(name, "protocol name"),
+        protocol_name=p.utf8(name, "protocol name"),
         protocol_level=level,
         client_id=client_id,
         clean_session=bool(flags & 0x02),
@@ -369,7 +359,7 @@ def decode_subscribe(frame: Frame) -> Subscribe:
         pos += 1
         if options & 0xC0 or options & QOS_MASK == 3 or options & RETAIN_HANDLING == 0x30:
             raise ProtocolError(f"subscription options 0x{options:02x}", MALFORMED)
-        filters.append((_utf8(raw, "topic filter"), options))
+        filters.append((p.utf8(raw, "topic filter"), options))
     return Subscribe(packet_id, filters, props.get(p.SUBSCRIPTION_ID))
 
 
@@ -382,7 +372,7 @@ def decode_unsubscribe(frame: Frame) -> Unsubscribe:
     filters: list[str] = []
     while pos < len(body):
         raw, pos = _field(body, pos, "topic filter")
-        filters.append(_utf8(raw, "topic filter"))
+        filters.append(p.utf8(raw, "topic filter"))
     return Unsubscribe(packet_id, filters)
 
 

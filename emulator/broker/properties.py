@@ -123,15 +123,20 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     raise ProtocolError("malformed variable byte integer", MALFORMED)
 
 
-def read_string(data: bytes, pos: int, what: str) -> tuple[str, int]:
-    raw, pos = read_binary(data, pos, what)
+def utf8(raw: bytes, what: str) -> str:
+    """An MQTT UTF-8 string: valid UTF-8 without U+0000 (MQTT 5.0, 1.5.4), else malformed."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{what} is not valid UTF-8", MALFORMED) from exc
     if "\x00" in text:
         raise ProtocolError(f"{what} contains U+0000", MALFORMED)
-    return text, pos
+    return text
+
+
+def read_string(data: bytes, pos: int, what: str) -> tuple[str, int]:
+    raw, pos = read_binary(data, pos, what)
+    return utf8(raw, what), pos
 
 
 def read_binary(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
@@ -188,12 +193,7 @@ def decode(data: bytes, pos: int, allowed: frozenset[int], packet: str) -> tuple
             stop = start + (data[pos] << 8 | data[pos + 1])
             if stop > end:
                 raise ProtocolError(f"{name} truncated", MALFORMED)
-            try:
-                value = data[start:stop].decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ProtocolError(f"{name} is not valid UTF-8", MALFORMED) from exc
-            if "\x00" in value:
-                raise ProtocolError(f"{name} contains U+0000", MALFORMED)
+            value = utf8(data[start:stop], name)
             pos = stop
         elif kind_type == BINARY:
             value, pos = read_binary(data, pos, name)
