@@ -126,24 +126,9 @@ def clients(iot: EmulatorHandle, transport: str) -> Iterator[Any]:
         client.close()
 
 
-RULES = """
-rules:
-  - ruleName: Tagged
-    sql: >-
-      SELECT get_user_properties('tag') AS tags, get_mqtt_property('content_type') AS ct,
-      get_mqtt_property('correlation_data') AS corr FROM 'in/tagged'
-    awsIotSqlVersion: "2016-03-23"
-    actions:
-      - republish:
-          topic: out/tagged
-          qos: 1
-          headers:
-            contentType: application/json
-            correlationData: "${get_mqtt_property('correlation_data')}"
-            messageExpiry: "120"
-            userProperties:
-              - {key: from-rule, value: "${get_user_properties('tag')[0]}"}
-"""
+# A rule reading the MQTT 5 properties and republishing with headers (shared by the
+# MQTT 5 tests of paho-mqtt, mqtt.js and the AWS CRT client).
+RULES = (Path(__file__).parent / "mqtt5_rules.yaml").read_text()
 
 
 def props(**values: Any) -> Properties:
