@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 import re
 
-from emulator.sql.context import MessageContext
 from emulator.messages import PublishProperties
+from emulator.sql.context import MessageContext
 from emulator.sql.functions.aws import mqtt_property, user_properties
 from emulator.sql.statement import compile_statement
 from emulator.sql.values import UNDEFINED
