@@ -10,11 +10,14 @@ bounded, and the whole module stays well under a minute.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from benchmarks import delivery_cost, harness
+from benchmarks import harness
 from benchmarks.scenarios import (
     RULES,
     Sizes,
@@ -23,6 +26,7 @@ from benchmarks.scenarios import (
     measure_scaling,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 EMULATOR_MESSAGES = 20_000
 SCALING_MESSAGES = 60_000  # about 0.3 s per run at ~200,000/s; best of ROUNDS per side
 CHAT_MESSAGES = 100_000  # per run, best of ROUNDS per side (about a second of chat load each)
@@ -98,6 +102,22 @@ def test_rule_path_costs_less_than_a_second_delivery() -> None:
     (benchmarks.instructions), is 1.76 (68,697 / 39,014 after issue 12), 2.3 before the
     republish fast path. Wall-clock ratios on this 2-core VM measured 1.77-2.05 for that same
     code (CI failed once at 2.05), so the check allows 2.3: it still catches the fast path
-    lost, or a chat path 30 % dearer. Runs of the two paths alternate, best of five each."""
-    pass_cost, chat_cost = delivery_cost.alternated(rounds=5, messages=50_000)
+    lost, or a chat path 30 % dearer. Runs of the two paths alternate, best of five each.
+
+    In a child interpreter: inside the suite's own process the heap holds thousands of
+    tests' objects, and each garbage collection the chat path's allocations trigger walks
+    them (CI measured 2.6 there, with 1.78 under callgrind for the same code)."""
+    code = (
+        "from benchmarks.delivery_cost import alternated; "
+        "print(*alternated(rounds=5, messages=50_000))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    pass_cost, chat_cost = map(float, done.stdout.split())
     assert chat_cost / pass_cost <= 2.3, f"chat {chat_cost:.2f} us vs pass {pass_cost:.2f} us"
