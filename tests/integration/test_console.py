@@ -135,10 +135,11 @@ async def test_nothing_is_tapped_until_a_console_opens_and_after_it_closes(
     rule = await stream.until(lambda e: e["kind"] == "rule")
     assert (rule["matched"], rule["output"]) == (False, None)
 
-    stream.response.close()
+    closed = asyncio.Event()  # the hub says when its last viewer is gone
+    em.console.hub.on_activity.append(lambda active: None if active else closed.set())
+    stream.response.close()  # the server sees the closed stream on its next write
     async with asyncio.timeout(TIMEOUT):
-        while em.console.hub.active:
-            await asyncio.sleep(0.01)  # the server sees the closed stream on its next write
+        await closed.wait()
     assert em.broker.on_message == em.rules.handle
     assert em.rules.observer is None
 
