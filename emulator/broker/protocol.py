@@ -935,6 +935,16 @@ class MqttProtocol:
                 over_limit += 1
                 codes.append(codec5.QUOTA_EXCEEDED if v5 else refused)
                 continue
+            if shared and not existed and broker.group_full(topic_filter):
+                # AWS: at most 100 subscriptions per shared subscription group.
+                log.warning(
+                    "SUBSCRIBE to %r refused for %s: the group has %d members already",
+                    topic_filter,
+                    self.name,
+                    quotas.max_group_members,
+                )
+                codes.append(codec5.QUOTA_EXCEEDED if v5 else refused)
+                continue
             if options & QOS_MASK > 1:
                 options = options & ~QOS_MASK | 1  # MQTT 5: QoS 2 granted as 1 (Maximum QoS)
             qos = options & QOS_MASK

@@ -46,6 +46,7 @@ class BrokerQuotas:
     client_buffer_bytes: int = 8192 * 1024  # written to a client and not yet sent
     session_expiry: int = 3600  # seconds: the longest an MQTT 5 client may ask for
     topic_alias_max: int = 8  # MQTT 5 topic aliases per connection, client to broker
+    max_group_members: int = 100  # subscriptions per shared subscription group
 
     @classmethod
     def from_config(cls, config: Config) -> BrokerQuotas:

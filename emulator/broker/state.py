@@ -334,6 +334,11 @@ class BrokerState:
             assert shared is not None
             self.shared.remove(shared[1], topic_filter)
 
+    def group_full(self, topic_filter: str) -> bool:
+        """A shared subscription group at AWS's quota of members (``max_group_members``)."""
+        group = self._groups.get(topic_filter)
+        return group is not None and len(group.members) >= self.quotas.max_group_members
+
     @property
     def has_shared(self) -> bool:
         return bool(self._groups)

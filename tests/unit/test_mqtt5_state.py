@@ -14,6 +14,7 @@ from typing import Any
 from emulator.broker import codec, codec5
 from emulator.broker import properties as p
 from emulator.broker.protocol import ConnState, MqttProtocol, Output, PublishLater
+from emulator.broker.quotas import BrokerQuotas
 from emulator.messages import InboundMessage
 from emulator.testing import connect_packet, mqtt_string
 from emulator.transport.memory import MemoryLink, link_pair
@@ -254,3 +255,19 @@ def test_topic_aliases_to_a_client_that_takes_them() -> None:
         publish_from(world, sender, publish5(topic, b"m"))
     got = [(m.topic, props.get(p.TOPIC_ALIAS)) for m, props in sent(link)]
     assert got == [("al/a", 1), ("", 1), ("al/b", 2), ("al/c", None)]
+
+
+def test_a_shared_group_takes_at_most_its_quota_of_members() -> None:
+    """AWS: 100 subscriptions per shared subscription group (not adjustable); the next
+    member gets SUBACK 0x97 (MQTT 5) or 0x80 (3.1.1), a member already in is let alone."""
+    world = World(BrokerQuotas(connect_interval_ms=0, max_group_members=2))
+    members = [connected5(world, f"m{n}")[0] for n in range(3)]
+    codes = []
+    for member in members:
+        out = member.receive(subscribe5(1, ("$share/g/t", 1)), NOW)
+        (frame,) = [f for f in frames(writes(out)) if f.type == codec.SUBACK]
+        codes.append(frame.body[-1])
+    assert codes == [1, 1, 0x97]
+    out = members[0].receive(subscribe5(2, ("$share/g/t", 0)), NOW)
+    (frame,) = [f for f in frames(writes(out)) if f.type == codec.SUBACK]
+    assert frame.body[-1] == 0
