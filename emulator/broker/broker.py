@@ -30,6 +30,7 @@ amqtt is used only to decode CONNECT/SUBSCRIBE/UNSUBSCRIBE (``amqtt_codec.py``);
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -248,7 +249,8 @@ class IoTBroker:
             log.info("client %r came back: its delayed Last Will is not published", client_id)
             return
         log.info("publishing the delayed Last Will of client %r", client_id)
-        self.publish(message)
+        # stamped now: delivery reads the time (what is left of its expiry) from it
+        self.publish(dataclasses.replace(message, timestamp_ms=now_ms()))
 
     # -- stored messages after a reconnect ----------------------------------------------
     def start_resend(self, session: Session, owner: MqttProtocol) -> None:

@@ -416,17 +416,13 @@ class MqttProtocol:
             log.info("publishing the Last Will of %s (%s)", self.name, self.close_reason)
             out.append(self._ingest_message(ingest, will.payload, will.qos, now))
             return
+        delay: float = 0
+        if will.delay and not self._taken_over and not session.clean:
+            delay = min(will.delay, session.expiry or self._quotas.session_expiry)
         props = will.properties
-        if will.expiry is not None:
-            base = props or PublishProperties()
-            props = PublishProperties(
-                base.payload_format,
-                now + will.delay * 1000 + will.expiry * 1000,
-                base.content_type,
-                base.response_topic,
-                base.correlation_data,
-                base.user_properties,
-            )
+        if will.expiry is not None:  # counted from when the will is published
+            expires_at = now + round((delay + will.expiry) * 1000)
+            props = (props or PublishProperties())._replace(expires_at=expires_at, wire=None)
         message = InboundMessage(
             will.topic,
             will.payload,
@@ -438,13 +434,10 @@ class MqttProtocol:
             source_ip=self._source_ip,
             properties=props,
         )
-        delay: float = will.delay
-        if delay and not self._taken_over:
-            if not session.clean:
-                delay = min(delay, session.expiry or self._quotas.session_expiry)
-                log.info("Last Will of %s in %d s unless it is back", self.name, delay)
-                out.append(PublishLater(session.client_id, message, delay))
-                return
+        if delay:
+            log.info("Last Will of %s in %g s unless it is back", self.name, delay)
+            out.append(PublishLater(session.client_id, message, delay))
+            return
         log.info("publishing the Last Will of %s (%s)", self.name, self.close_reason)
         out.append(message)
 

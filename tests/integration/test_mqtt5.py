@@ -353,6 +353,7 @@ def test_delayed_will_is_published_after_its_delay(clients: Any) -> None:
     watcher.subscribe("wills/dev")
     will_props = Properties(PacketTypes.WILLMESSAGE)
     will_props.WillDelayInterval = 1
+    will_props.MessageExpiryInterval = 60  # counted from when the will is published
     will_props.UserProperty = [("why", "gone")]
     device = clients(
         properties=connect_props(SessionExpiryInterval=60),
@@ -362,6 +363,7 @@ def test_delayed_will_is_published_after_its_delay(clients: Any) -> None:
     device.client.disconnect(reasoncode=mqtt.ReasonCode(PacketTypes.DISCONNECT, identifier=4))
     m = watcher.next()
     assert (m.payload, m.properties.UserProperty) == (b"offline", [("why", "gone")])
+    assert 58 <= m.properties.MessageExpiryInterval <= 60
 
 
 def test_a_rule_reads_user_properties_and_republishes_with_headers(clients: Any) -> None:
