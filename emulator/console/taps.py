@@ -219,14 +219,15 @@ class ConsoleTaps:
     # -- the taps ---------------------------------------------------------------------
     def message(self, msg: InboundMessage) -> None:
         try:
-            self._seen(msg)
+            self.sync()
+            self._seen(msg, msg.topic)
         except Exception:  # the console's fault must not cost the message its rules
             log.exception("console: could not report a message on %r", msg.topic)
         self.rules.handle_observed(msg)
 
-    def _seen(self, msg: InboundMessage) -> None:
+    def _seen(self, msg: InboundMessage, topic: str, rule: str | None = None) -> None:
+        """Report a message (``topic`` as published; ``rule``: a Basic Ingest's rule)."""
         hub = self.hub
-        self.sync()
         parent = hub.parent_of(msg)
         hub.emit(
             MessageSeen(
@@ -234,45 +235,24 @@ class ConsoleTaps:
                 msg.timestamp_ms,
                 msg.client_id,
                 transport_of(self.broker, msg, parent),
-                msg.topic,
+                topic,
                 msg.qos,
                 msg.retain,
                 kept(msg.payload),
                 len(msg.payload),
                 msg.hops,
                 parent,
-                None,
-                properties_json(getattr(msg, "properties", None)),  # MQTT 5
+                rule,
+                properties_json(msg.properties),  # MQTT 5
             )
         )
 
     def ingest(self, msg: IngestMessage) -> None:
         try:
-            self._seen_ingest(msg)
+            self._seen(msg, msg.published_topic, msg.rule)
         except Exception:  # as in ``message``
             log.exception("console: could not report a message on %r", msg.published_topic)
         self.rules.ingest(msg)
-
-    def _seen_ingest(self, msg: IngestMessage) -> None:
-        hub = self.hub
-        parent = hub.parent_of(msg)
-        hub.emit(
-            MessageSeen(
-                hub.seq_of(msg),
-                msg.timestamp_ms,
-                msg.client_id,
-                transport_of(self.broker, msg, parent),
-                msg.published_topic,
-                msg.qos,
-                msg.retain,
-                kept(msg.payload),
-                len(msg.payload),
-                msg.hops,
-                parent,
-                msg.rule,
-                properties_json(getattr(msg, "properties", None)),
-            )
-        )
 
     def _invoker(
         self, pool: FunctionPool, invoke: Callable[[bytes, Hashable], Awaitable[InvokeResult]]
